@@ -1,0 +1,156 @@
+"""One settings object for babelrank, filled from keyword arguments and `BABELRANK_*` env vars."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any, Literal, Mapping, get_args, get_origin, get_type_hints
+
+from babelrank.errors import ConfigError
+
+ENV_PREFIX = "BABELRANK_"
+
+NeutralMode = Literal["auto", "on", "off"]
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything babelrank can be configured with.
+
+    Every field can be set by keyword, or by an environment variable named
+    `BABELRANK_<FIELD>` (e.g. `BABELRANK_EMBED_MODEL`); keywords win over the environment.
+
+    Attributes:
+        embed_model: bi-encoder, as a preset name (see `babelrank.models.PRESETS`), a model
+            hub id, or a local folder.
+        rerank_model: cross-encoder (preset, hub id or folder); `"none"` switches rerank off;
+            `"auto"` uses the default cross-encoder when it can be loaded and otherwise
+            retrieves without rerank (with a warning).
+        model_dir: folder of local models for offline use; a model named by hub id is looked
+            up there (as `<dir>/<org>/<name>`, `<dir>/<name>` or `<dir>/<name>-<variant>`)
+            before any hub is asked.
+        store_path: folder of the embedded Chroma store (ignored when `chroma_host` is set).
+        chroma_host, chroma_port: a Chroma server (`chroma run`) to use instead.
+        collection: Chroma collection name.
+        top_k: candidates fetched from Chroma per query.
+        top_n: results returned after rerank.
+        chunk_tokens: chunk size in tokens of the bi-encoder's tokenizer; None = the largest
+            that fits the model (`max_seq_length` minus prompt and special tokens), capped at 256.
+        chunk_overlap: overlap between consecutive chunks, in tokens (at most a quarter of a chunk).
+        embed_batch_size, rerank_batch_size: batch sizes of the two models.
+        rerank_max_length: token limit of a (query, chunk) pair for the cross-encoder;
+            None = the model's own limit.
+        device: "auto" (CUDA when present, else CPU), "cpu", "cuda", "cuda:1", "mps".
+        expected_languages: ISO 639-1 codes the collection holds (empty = any language);
+            language detection only answers one of these (or "und").
+        language_backend: language detector backend (see `babelrank.language.make_detector`).
+        neutral: language-neutral scoring: "auto" (on when the collection holds more than
+            one language), "on" or "off".
+        min_score: drop results whose final score is below this.
+        progress: progress bars; None = only when stderr is a terminal.
+    """
+
+    embed_model: str = "e5-small"
+    rerank_model: str = "auto"
+    model_dir: Path | None = None
+    store_path: Path = Path(".babelrank/chroma")
+    chroma_host: str | None = None
+    chroma_port: int = 8000
+    collection: str = "babelrank"
+    top_k: int = 50
+    top_n: int = 5
+    chunk_tokens: int | None = None
+    chunk_overlap: int = 32
+    embed_batch_size: int = 32
+    rerank_batch_size: int = 16
+    rerank_max_length: int | None = None
+    device: str = "auto"
+    expected_languages: tuple[str, ...] = field(default_factory=tuple)
+    language_backend: str = "auto"
+    neutral: NeutralMode = "auto"
+    min_score: float | None = None
+    progress: bool | None = None
+
+    def __post_init__(self) -> None:
+        for name in ("top_k", "top_n", "embed_batch_size", "rerank_batch_size", "chroma_port"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.chunk_tokens is not None and self.chunk_tokens < 8:
+            raise ConfigError(f"chunk_tokens must be >= 8, got {self.chunk_tokens}")
+        if self.chunk_overlap < 0:
+            raise ConfigError(f"chunk_overlap must be >= 0, got {self.chunk_overlap}")
+        if self.neutral not in get_args(NeutralMode):
+            raise ConfigError(f"neutral must be one of auto/on/off, got {self.neutral!r}")
+        if not self.collection.strip():
+            raise ConfigError("collection name must not be empty")
+
+    @classmethod
+    def from_env(
+        cls, env: Mapping[str, str] | None = None, **overrides: Any
+    ) -> "Settings":
+        """Build settings from `BABELRANK_*` variables, then apply keyword overrides."""
+        env = os.environ if env is None else env
+        hints = get_type_hints(cls)
+        values: dict[str, Any] = {}
+        for f in fields(cls):
+            raw = env.get(ENV_PREFIX + f.name.upper())
+            if raw is not None and raw != "":
+                values[f.name] = _parse(f.name, raw, hints[f.name])
+        for name, value in overrides.items():
+            if name not in hints:
+                raise ConfigError(f"unknown setting {name!r}; known: {', '.join(sorted(hints))}")
+            if value is not None:
+                values[name] = _coerce(name, value, hints[name])
+        return cls(**values)
+
+    def replace(self, **changes: Any) -> "Settings":
+        """A copy with some fields changed (values are coerced like `from_env` overrides)."""
+        hints = get_type_hints(type(self))
+        return dataclasses.replace(
+            self, **{k: _coerce(k, v, hints[k]) if v is not None else v for k, v in changes.items()}
+        )
+
+
+def _base_type(tp: Any) -> Any:
+    args = [a for a in get_args(tp) if a is not type(None)]
+    if get_origin(tp) is Literal:
+        return str
+    if args and get_origin(tp) is not tuple:
+        return _base_type(args[0])
+    return tp
+
+
+def _parse(name: str, raw: str, tp: Any) -> Any:
+    base = _base_type(tp)
+    if get_origin(base) is tuple or base is tuple:
+        return tuple(x.strip() for x in raw.split(",") if x.strip())
+    if base is bool:
+        lowered = raw.strip().lower()
+        if lowered in {"1", "true", "yes", "on"}:
+            return True
+        if lowered in {"0", "false", "no", "off"}:
+            return False
+        raise ConfigError(f"{ENV_PREFIX}{name.upper()}={raw!r} is not a boolean (use 1/0, true/false)")
+    if raw.strip().lower() == "none" and base in (int, float) and type(None) in get_args(tp):
+        return None
+    return _coerce(name, raw, tp)
+
+
+def _coerce(name: str, value: Any, tp: Any) -> Any:
+    base = _base_type(tp)
+    try:
+        if get_origin(base) is tuple or base is tuple:
+            if isinstance(value, str):
+                return tuple(x.strip() for x in value.split(",") if x.strip())
+            return tuple(value)
+        if base is Path:
+            return Path(value).expanduser()
+        if base in (int, float) and isinstance(value, bool):
+            raise TypeError
+        if base in (int, float, str, bool):
+            return base(value) if not isinstance(value, base) else value
+    except (TypeError, ValueError):
+        raise ConfigError(f"setting {name!r}: cannot use {value!r} as {base.__name__}") from None
+    return value

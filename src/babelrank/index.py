@@ -1,0 +1,211 @@
+"""`BabelIndex`: the one object users need to ingest documents and query them."""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections import Counter
+from pathlib import Path
+from typing import Any, Iterable, Mapping, Sequence
+
+import numpy as np
+from llama_index.core.schema import NodeWithScore
+
+from babelrank.chunking import TokenChunker
+from babelrank.config import Settings
+from babelrank.errors import ConfigError, ModelNotFoundError
+from babelrank.ingest import IngestReport, Ingestor
+from babelrank.language import make_detector
+from babelrank.models import DEFAULT_RERANKER, BiEncoder, load_bi_encoder
+from babelrank.rerank import CrossEncoderReranker
+from babelrank.retriever import BabelRetriever, SearchResult
+from babelrank.sources import SourceDocument, from_llama_documents, from_texts, read_paths
+from babelrank.store import ChromaStore, Hit
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_CHUNK_TOKENS = 256
+
+
+class BabelIndex:
+    """A multilingual collection: ingest folders, files, texts or llama-index Documents; query it.
+
+    >>> index = BabelIndex(store_path="./store")          # doctest: +SKIP
+    >>> index.ingest(["docs/"])                           # doctest: +SKIP
+    >>> index.query("червоний автомобіль")                 # doctest: +SKIP
+
+    Settings come from keyword arguments, then `BABELRANK_*` env vars (see `Settings`).
+    """
+
+    def __init__(self, settings: Settings | None = None, *, encoder: BiEncoder | None = None, **overrides: Any) -> None:
+        self.settings = settings.replace(**overrides) if settings is not None else Settings.from_env(**overrides)
+        s = self.settings
+        self.encoder = encoder or load_bi_encoder(s.embed_model, model_dir=s.model_dir, device=s.device)
+        self.store = ChromaStore(
+            s.collection, self.encoder.fingerprint(), path=s.store_path, host=s.chroma_host, port=s.chroma_port
+        )
+        self.detector = make_detector(s.language_backend, s.expected_languages or None)
+        tokens = self._chunk_tokens()
+        self.chunker = TokenChunker(self.encoder.tokenizer, tokens, min(s.chunk_overlap, tokens // 4))
+        self._reranker: CrossEncoderReranker | None = None
+        self._reranker_loaded = False
+
+    def _chunk_tokens(self) -> int:
+        enc = self.encoder
+        budget = enc.max_seq_length - enc.special_tokens() - enc.prompt_tokens(enc.document_prompt)
+        wanted = self.settings.chunk_tokens or min(DEFAULT_CHUNK_TOKENS, budget)
+        if wanted > budget:
+            raise ConfigError(
+                f"chunk_tokens={wanted} does not fit {enc.name}: at most {budget} tokens "
+                f"(max_seq_length {enc.max_seq_length} minus prompt and special tokens)"
+            )
+        return wanted
+
+    # ---- lifecycle ----------------------------------------------------------------------
+    def close(self) -> None:
+        """Release the store (its lock, in embedded mode)."""
+        self.store.close()
+
+    def __enter__(self) -> "BabelIndex":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # ---- ingest -------------------------------------------------------------------------
+    def _ingestor(self, progress: bool | None) -> Ingestor:
+        return Ingestor(
+            self.encoder, self.store, self.chunker, self.detector,
+            batch_size=self.settings.embed_batch_size,
+            progress=self.settings.progress if progress is None else progress,
+        )
+
+    def ingest(
+        self,
+        paths: Iterable[str | Path],
+        *,
+        include: Sequence[str] = ("*",),
+        exclude: Sequence[str] = (),
+        prune: bool = False,
+        text_field: str = "text",
+        progress: bool | None = None,
+    ) -> IngestReport:
+        """Ingest files and folders (recursive; .txt .md .html .json .jsonl .pdf).
+
+        `include`/`exclude` are globs matched against each file's path relative to the folder
+        and against its name (`*` also crosses folders, e.g. `uk/*` or `*.md`).
+
+        With `prune=True`, documents stored from a given folder whose files are gone (or no
+        longer match the globs) are deleted. Unreadable files are listed in `report.skipped`.
+        """
+        paths = [Path(p).expanduser() for p in ([paths] if isinstance(paths, (str, Path)) else paths)]
+        docs, skipped = read_paths(paths, include=include, exclude=exclude, text_field=text_field)
+        report = IngestReport(skipped=list(skipped))
+        self._ingestor(progress).run(docs, report)
+        if prune:
+            seen = {d.source for d in docs} | {s.source for s in skipped}
+            roots = [str(p.resolve()) + os.sep for p in paths if p.is_dir()]
+            gone = [doc_id for doc_id, source in self.documents().items()
+                    if any(source.startswith(r) for r in roots) and source not in seen]
+            deleted_docs, deleted_chunks = self._ingestor(progress).delete(gone)
+            report.deleted += deleted_docs
+            report.chunks_deleted += deleted_chunks
+        logger.info("ingest: %s", report.as_dict())
+        return report
+
+    def ingest_texts(
+        self,
+        texts: Sequence[str],
+        ids: Sequence[str] | None = None,
+        metadata: Sequence[Mapping[str, Any]] | Mapping[str, Any] | None = None,
+        *,
+        progress: bool | None = None,
+    ) -> IngestReport:
+        """Ingest raw strings (ids default to a hash of each text)."""
+        return self._ingestor(progress).run(from_texts(texts, ids, metadata))
+
+    def ingest_documents(self, documents: Iterable[Any], *, progress: bool | None = None) -> IngestReport:
+        """Ingest llama-index `Document`s or `SourceDocument`s."""
+        docs = list(documents)
+        native = [d for d in docs if isinstance(d, SourceDocument)]
+        return self._ingestor(progress).run(native + from_llama_documents(d for d in docs if not isinstance(d, SourceDocument)))
+
+    def delete(self, doc_ids: str | Iterable[str]) -> int:
+        """Delete documents by id; returns how many chunks were removed."""
+        ids = [doc_ids] if isinstance(doc_ids, str) else list(doc_ids)
+        return self._ingestor(False).delete(ids)[1]
+
+    def documents(self) -> dict[str, str]:
+        """Every stored document: `{doc_id: source}`."""
+        out: dict[str, str] = {}
+        for _, metas, _ in self.store.iter_all():
+            for m in metas:
+                out.setdefault(str(m["doc_id"]), str(m.get("source", "")))
+        return out
+
+    # ---- query --------------------------------------------------------------------------
+    def reranker(self) -> CrossEncoderReranker | None:
+        """The configured reranker, loaded on first use (None when rerank is off)."""
+        if not self._reranker_loaded:
+            name = self.settings.rerank_model
+            if name.lower() not in {"none", "off", ""}:
+                model = DEFAULT_RERANKER if name == "auto" else name
+                try:
+                    self._reranker = CrossEncoderReranker(
+                        model, top_n=self.settings.top_n, batch_size=self.settings.rerank_batch_size,
+                        max_length=self.settings.rerank_max_length,
+                        model_dir=str(self.settings.model_dir) if self.settings.model_dir else None,
+                        device=self.settings.device,
+                    )
+                except ModelNotFoundError as exc:
+                    if name != "auto":
+                        raise
+                    logger.warning("rerank is off: %s (set BABELRANK_RERANK_MODEL=none to silence)", exc)
+            self._reranker_loaded = True
+        return self._reranker
+
+    def neutral_scorer(self) -> None:
+        """Language-neutral scorer for this collection (None: raw scores)."""
+        return None
+
+    def search_vectors(
+        self, vector: np.ndarray, query_language: str, k: int, where: Mapping[str, Any] | None, scorer: Any = None
+    ) -> list[Hit]:
+        """Top-k chunks for a query vector (cosine), best first."""
+        return self.store.query(vector, k, where)
+
+    def as_retriever(self, **kwargs: Any) -> BabelRetriever:
+        """A llama-index retriever; keyword arguments as in `BabelRetriever`."""
+        return BabelRetriever(self, **kwargs)
+
+    def search(self, query: str, **kwargs: Any) -> SearchResult:
+        """Nodes for `query` plus its detected language and stage timings."""
+        return self.as_retriever(**kwargs).search(query)
+
+    def query(self, query: str, **kwargs: Any) -> list[NodeWithScore]:
+        """Top-n nodes for `query`: `top_k`, `top_n`, `languages`, `where`, `rerank`, `min_score`."""
+        return self.search(query, **kwargs).nodes
+
+    def as_query_engine(self, llm: Any = None, **kwargs: Any) -> Any:
+        """A llama-index `RetrieverQueryEngine` answering with `llm` over this index."""
+        from llama_index.core.query_engine import RetrieverQueryEngine
+
+        return RetrieverQueryEngine.from_args(self.as_retriever(**kwargs), llm=llm)
+
+    # ---- info ---------------------------------------------------------------------------
+    def info(self) -> dict[str, Any]:
+        """Collection statistics: chunks and documents per language, model, store."""
+        languages: Counter = Counter()
+        docs: set[str] = set()
+        for _, metas, _ in self.store.iter_all():
+            languages.update(str(m.get("language", "und")) for m in metas)
+            docs.update(str(m["doc_id"]) for m in metas)
+        return {
+            "collection": self.store.name,
+            "store": self.store.location,
+            "chunks": sum(languages.values()),
+            "documents": len(docs),
+            "languages": dict(languages.most_common()),
+            **self.encoder.fingerprint(),
+            "chunk_tokens": self.chunker.max_tokens,
+        }

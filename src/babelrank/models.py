@@ -1,0 +1,272 @@
+"""Loading bi-encoders and cross-encoders by preset, hub id or local folder, offline-friendly."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from babelrank.errors import ModelNotFoundError
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Preset:
+    """A known model: its hub id and the prompts it needs when its files do not define them."""
+
+    hub_id: str
+    kind: str  # "bi" or "cross"
+    query_prompt: str = ""
+    document_prompt: str = ""
+
+
+PRESETS: dict[str, Preset] = {
+    "e5-small": Preset("intfloat/multilingual-e5-small", "bi", "query: ", "passage: "),
+    "e5-base": Preset("intfloat/multilingual-e5-base", "bi", "query: ", "passage: "),
+    "e5-large": Preset("intfloat/multilingual-e5-large", "bi", "query: ", "passage: "),
+    "labse": Preset("sentence-transformers/LaBSE", "bi"),
+    "minilm": Preset("sentence-transformers/paraphrase-multilingual-MiniLM-L12-v2", "bi"),
+    "mmarco-minilm": Preset("cross-encoder/mmarco-mMiniLMv2-L12-H384-v1", "cross"),
+}
+DEFAULT_RERANKER = "mmarco-minilm"
+_E5_PROMPTS = ("query: ", "passage: ")
+
+
+def resolve_model(name: str, model_dir: Path | None = None) -> tuple[str, Preset | None]:
+    """Turn a preset name, hub id or folder into a loadable location.
+
+    Returns `(location, preset)` where location is an existing folder or a hub id that is
+    worth asking the hub for. A hub id is first looked up in `model_dir`.
+    """
+    preset = PRESETS.get(name)
+    hub_id = preset.hub_id if preset else name
+    if preset is None:
+        preset = next((p for p in PRESETS.values() if p.hub_id == name), None)
+    path = Path(name).expanduser()
+    if path.is_dir():
+        return str(path), preset
+    if model_dir is not None:
+        local = _find_in_model_dir(hub_id, Path(model_dir).expanduser())
+        if local is not None:
+            return str(local), preset
+    if path.is_absolute() or name.startswith((".", "~")) or name.count("/") > 1:
+        raise ModelNotFoundError(
+            f"model folder {name!r} does not exist; give an existing folder or a model hub id"
+        )
+    return hub_id, preset
+
+
+def _find_in_model_dir(hub_id: str, model_dir: Path) -> Path | None:
+    base = hub_id.rsplit("/", 1)[-1]
+    for candidate in (model_dir / hub_id, model_dir / base, model_dir / hub_id.replace("/", "--")):
+        if candidate.is_dir():
+            return candidate
+    variants = sorted(p for p in model_dir.glob(f"{base}-*") if p.is_dir()) if model_dir.is_dir() else []
+    if variants:
+        if len(variants) > 1:
+            logger.warning("several folders match %s in %s; using %s", hub_id, model_dir, variants[0])
+        logger.info("using %s for %s", variants[0], hub_id)
+        return variants[0]
+    return None
+
+
+def _not_found(name: str, location: str, model_dir: Path | None, kind: str, cause: Exception) -> ModelNotFoundError:
+    where = f" or in BABELRANK_MODEL_DIR={model_dir}" if model_dir else ""
+    return ModelNotFoundError(
+        f"{kind} {name!r} could not be loaded: not a local folder{where}, and the model hub "
+        f"did not provide {location!r} ({type(cause).__name__}: {str(cause).splitlines()[0][:200] if str(cause) else ''}). "
+        f"Download it where a hub is reachable (e.g. `huggingface-cli download {location}`), "
+        f"then point BABELRANK_MODEL_DIR at a folder holding it, or pass the model folder path."
+    )
+
+
+def pick_device(device: str) -> str:
+    """Resolve "auto" to "cuda" when a GPU is visible, else "cpu"."""
+    if device != "auto":
+        return device
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+@contextlib.contextmanager
+def _quiet_loading() -> Any:
+    """Silence the per-tensor progress output of transformers while a model loads."""
+    from transformers.utils import logging as hf_logging
+
+    was = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()
+    try:
+        with contextlib.redirect_stderr(io.StringIO()) if not logger.isEnabledFor(logging.DEBUG) else contextlib.nullcontext():
+            yield
+    finally:
+        if was:
+            hf_logging.enable_progress_bar()
+
+
+def _load(cls: type, name: str, model_dir: Path | None, kind: str, **kwargs: Any) -> tuple[Any, str, Preset | None]:
+    location, preset = resolve_model(name, model_dir)
+    local = Path(location).is_dir()
+    try:
+        with _quiet_loading():
+            model = cls(location, local_files_only=local or _hub_offline(), **kwargs)
+    except ModelNotFoundError:
+        raise
+    except Exception as exc:  # the hub client raises many types; one clear message instead
+        if local:
+            raise ModelNotFoundError(f"{kind} folder {location!r} could not be loaded: {exc}") from exc
+        raise _not_found(name, location, model_dir, kind, exc) from None
+    return model, location, preset
+
+
+def _hub_offline() -> bool:
+    return os.environ.get("HF_HUB_OFFLINE", "").lower() in {"1", "true", "yes"}
+
+
+class BiEncoder:
+    """A sentence-transformers bi-encoder with the right prompt on each side.
+
+    Embeddings are float32 and L2-normalised, so the inner product is the cosine similarity.
+    """
+
+    def __init__(self, model: Any, name: str, preset: Preset | None = None) -> None:
+        self.model = model
+        self.name = name
+        prompts = dict(getattr(model, "prompts", {}) or {})
+        query = prompts.get("query", "")
+        document = prompts.get("document", prompts.get("passage", ""))
+        if not query and not document:
+            if preset and (preset.query_prompt or preset.document_prompt):
+                query, document = preset.query_prompt, preset.document_prompt
+            elif "e5" in name.lower().replace("_", "-").split("/")[-1]:
+                query, document = _E5_PROMPTS
+        self.query_prompt = query
+        self.document_prompt = document
+        self.truncated = 0
+
+    @property
+    def dimension(self) -> int:
+        getter = getattr(self.model, "get_embedding_dimension", None) or self.model.get_sentence_embedding_dimension
+        return int(getter())
+
+    @property
+    def max_seq_length(self) -> int:
+        return int(self.model.max_seq_length)
+
+    @property
+    def tokenizer(self) -> Any:
+        return self.model.tokenizer
+
+    def special_tokens(self) -> int:
+        """How many special tokens the tokenizer adds to a single text."""
+        return len(self.tokenizer("", add_special_tokens=True)["input_ids"])
+
+    def prompt_tokens(self, prompt: str) -> int:
+        """Token count of a prompt without special tokens."""
+        return len(self.tokenizer(prompt, add_special_tokens=False)["input_ids"]) if prompt else 0
+
+    def fingerprint(self) -> dict[str, str | int]:
+        """What identifies the vector space this model writes (stored with the collection)."""
+        return {
+            "model": self.name,
+            "dimension": self.dimension,
+            "query_prompt": self.query_prompt,
+            "document_prompt": self.document_prompt,
+        }
+
+    def _encode(self, texts: Sequence[str], prompt: str, batch_size: int, progress: bool) -> np.ndarray:
+        if not texts:
+            return np.zeros((0, self.dimension), dtype=np.float32)
+        lengths = self.tokenizer([prompt + t for t in texts], add_special_tokens=True, truncation=False)["input_ids"]
+        over = sum(len(ids) > self.max_seq_length for ids in lengths)
+        if over:
+            self.truncated += over
+            logger.warning(
+                "%d text(s) exceed %s's limit of %d tokens and were truncated for embedding",
+                over, self.name, self.max_seq_length,
+            )
+        vectors = self.model.encode(
+            list(texts),
+            prompt=prompt or None,
+            batch_size=batch_size,
+            show_progress_bar=progress,
+            normalize_embeddings=True,
+            convert_to_numpy=True,
+        )
+        return np.asarray(vectors, dtype=np.float32)
+
+    def encode_documents(self, texts: Sequence[str], batch_size: int = 32, progress: bool = False) -> np.ndarray:
+        """Embed chunks with the document prompt (sentence-transformers sorts by length)."""
+        return self._encode(texts, self.document_prompt, batch_size, progress)
+
+    def encode_queries(self, texts: Sequence[str], batch_size: int = 32) -> np.ndarray:
+        """Embed queries with the query prompt."""
+        return self._encode(texts, self.query_prompt, batch_size, False)
+
+
+def load_bi_encoder(name: str, *, model_dir: Path | None = None, device: str = "auto") -> BiEncoder:
+    """Load a bi-encoder by preset name, hub id or folder (raises `ModelNotFoundError`)."""
+    from sentence_transformers import SentenceTransformer
+
+    dev = pick_device(device)
+    model, location, preset = _load(SentenceTransformer, name, model_dir, "embedding model", device=dev)
+    if dev.startswith("cuda"):
+        model.half()
+    logger.info("loaded embedding model %s from %s on %s", name, location, dev)
+    return BiEncoder(model, preset.hub_id if preset and not Path(name).is_dir() else name, preset)
+
+
+class CrossEncoderModel:
+    """A sentence-transformers cross-encoder returning raw logits for (query, text) pairs."""
+
+    def __init__(self, model: Any, name: str, max_length: int | None = None) -> None:
+        self.model = model
+        self.name = name
+        limit = getattr(model, "max_seq_length", None) or getattr(model.tokenizer, "model_max_length", 512)
+        self.max_length = int(min(max_length or limit, limit if limit < 100_000 else 512))
+        self.truncated = 0
+
+    def count_truncated(self, query: str, texts: Sequence[str]) -> int:
+        """How many pairs exceed `max_length` tokens (they are cut when scored)."""
+        encoded = self.model.tokenizer([query] * len(texts), list(texts), truncation=False)["input_ids"]
+        return sum(len(ids) > self.max_length for ids in encoded)
+
+    def logits(self, query: str, texts: Sequence[str], batch_size: int = 16) -> np.ndarray:
+        """Raw relevance logits, one per text."""
+        import torch
+
+        if not texts:
+            return np.zeros(0, dtype=np.float32)
+        over = self.count_truncated(query, texts)
+        if over:
+            self.truncated += over
+            logger.info("%d (query, chunk) pair(s) cut to %d tokens for rerank", over, self.max_length)
+        scores = self.model.predict(
+            [(query, t) for t in texts],
+            batch_size=batch_size,
+            activation_fn=torch.nn.Identity(),
+            convert_to_numpy=True,
+            show_progress_bar=False,
+        )
+        return np.asarray(scores, dtype=np.float32).reshape(len(texts), -1)[:, 0]
+
+
+def load_cross_encoder(
+    name: str, *, model_dir: Path | None = None, device: str = "auto", max_length: int | None = None
+) -> CrossEncoderModel:
+    """Load a cross-encoder by preset name, hub id or folder (raises `ModelNotFoundError`)."""
+    from sentence_transformers import CrossEncoder
+
+    dev = pick_device(device)
+    model, location, _ = _load(CrossEncoder, name, model_dir, "rerank model", device=dev)
+    if max_length:
+        model.max_seq_length = max_length
+    logger.info("loaded rerank model %s from %s on %s", name, location, dev)
+    return CrossEncoderModel(model, name, max_length)

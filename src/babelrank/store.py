@@ -1,0 +1,279 @@
+"""The Chroma collection: ids, metadata schema, fingerprint check, upserts, deletes, search."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator, Mapping, Sequence
+
+import numpy as np
+
+from babelrank.errors import ModelMismatchError, StoreLockedError
+
+logger = logging.getLogger(__name__)
+
+FINGERPRINT_PREFIX = "babelrank:"
+CALIBRATION_KEY = "babelrank:calibration"
+RESERVED = (
+    "doc_id", "source", "chunk_index", "chunk_count", "language", "language_confidence",
+    "content_sha256", "doc_sha256", "char_start", "char_end",
+)
+_PAGE = 2000
+
+
+@dataclass(frozen=True)
+class Hit:
+    """One search result from the collection."""
+
+    id: str
+    text: str
+    metadata: dict[str, Any]
+    score: float  # cosine similarity of query and chunk vectors
+    embedding: np.ndarray | None = None
+
+
+@dataclass(frozen=True)
+class StoredDoc:
+    """What the collection holds for one document."""
+
+    doc_id: str
+    doc_sha256: str | None
+    chunk_count: int | None
+    chunk_ids: tuple[str, ...]
+
+    @property
+    def complete(self) -> bool:
+        """All chunks of one ingest of the document are present (an interrupted write is not)."""
+        return self.chunk_count == len(self.chunk_ids)
+
+
+class _FileLock:
+    """An exclusive, non-blocking advisory lock on a file, shared by all users in this process.
+
+    POSIX only (a no-op elsewhere). Other processes get `StoreLockedError`.
+    """
+
+    _held: dict[Path, list[int]] = {}  # path -> [fd, users]
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._active = False
+
+    def acquire(self) -> None:
+        try:
+            import fcntl
+        except ImportError:  # Windows: Chroma's own locking applies
+            return
+        held = self._held.get(self.path)
+        if held is not None:
+            held[1] += 1
+            self._active = True
+            return
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            os.close(fd)
+            raise StoreLockedError(
+                f"the Chroma store at {self.path.parent} is in use by another babelrank process. "
+                "An embedded store allows one process at a time; for several processes or workers "
+                "run a Chroma server (`chroma run --path DIR --port 8000`) and pass "
+                "--chroma-host/--chroma-port (BABELRANK_CHROMA_HOST / BABELRANK_CHROMA_PORT)."
+            ) from None
+        self._held[self.path] = [fd, 1]
+        self._active = True
+
+    def release(self) -> None:
+        if not self._active:
+            return
+        self._active = False
+        held = self._held[self.path]
+        held[1] -= 1
+        if held[1] == 0:
+            os.close(held[0])
+            del self._held[self.path]
+
+
+class ChromaStore:
+    """A Chroma collection holding babelrank chunks (cosine space, raw model vectors).
+
+    Opens an embedded `PersistentClient` at `path`, or an `HttpClient` when `host` is given.
+    The collection records the embedding model's fingerprint and refuses any other model.
+    """
+
+    def __init__(
+        self,
+        collection: str,
+        fingerprint: Mapping[str, str | int],
+        *,
+        path: Path | None = None,
+        host: str | None = None,
+        port: int = 8000,
+    ) -> None:
+        import chromadb
+        from chromadb.config import Settings as ChromaSettings
+
+        self._lock: _FileLock | None = None
+        chroma_settings = ChromaSettings(anonymized_telemetry=False)
+        if host:
+            self.location = f"http://{host}:{port}"
+            try:
+                self.client = chromadb.HttpClient(host=host, port=port, settings=chroma_settings)
+                self.client.heartbeat()
+            except Exception as exc:
+                raise ConnectionError(f"cannot reach the Chroma server at {self.location}: {exc}") from None
+        else:
+            store = Path(path or ".babelrank/chroma").expanduser().resolve()
+            self.location = str(store)
+            self._lock = _FileLock(store / "babelrank.lock")
+            self._lock.acquire()
+            self.client = chromadb.PersistentClient(path=str(store), settings=chroma_settings)
+        self.name = collection
+        self.fingerprint = {FINGERPRINT_PREFIX + k: v for k, v in fingerprint.items()}
+        try:
+            self.collection = self.client.get_or_create_collection(
+                collection,
+                metadata=dict(self.fingerprint),
+                configuration={"hnsw": {"space": "cosine"}},
+                embedding_function=None,
+            )
+        except Exception as exc:
+            self.close()
+            raise ValueError(f"cannot open collection {collection!r}: {exc}") from None
+        self._check_fingerprint()
+
+    def _check_fingerprint(self) -> None:
+        stored = self.collection.metadata or {}
+        diffs = [
+            f"{k.removeprefix(FINGERPRINT_PREFIX)}: collection has {stored.get(k)!r}, model gives {v!r}"
+            for k, v in self.fingerprint.items()
+            if k in stored and stored[k] != v
+        ]
+        if diffs:
+            self.close()
+            raise ModelMismatchError(
+                f"collection {self.name!r} at {self.location} was built with embedding model "
+                f"{stored.get(FINGERPRINT_PREFIX + 'model')!r} ({'; '.join(diffs)}). "
+                "Use that model, another collection name, or delete the collection and re-ingest."
+            )
+
+    def close(self) -> None:
+        """Release the store (and its lock, in embedded mode)."""
+        if self._lock is not None:
+            self._lock.release()
+            self._lock = None
+
+    def __enter__(self) -> "ChromaStore":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # ---- collection metadata -------------------------------------------------------------
+    def get_meta(self, key: str) -> Any:
+        """A JSON value kept in the collection metadata (None when absent)."""
+        raw = (self.collection.metadata or {}).get(key)
+        return json.loads(raw) if isinstance(raw, str) else None
+
+    def set_meta(self, key: str, value: Any) -> None:
+        """Store a JSON value in the collection metadata."""
+        meta = dict(self.collection.metadata or {})
+        meta[key] = json.dumps(value)
+        meta.pop("hnsw:space", None)
+        self.collection.modify(metadata=meta)
+
+    # ---- writes -------------------------------------------------------------------------
+    def upsert(self, ids: Sequence[str], embeddings: np.ndarray, texts: Sequence[str], metadatas: Sequence[Mapping[str, Any]]) -> None:
+        """Insert or replace chunks."""
+        limit = self.client.get_max_batch_size()
+        for i in range(0, len(ids), limit):
+            self.collection.upsert(
+                ids=list(ids[i : i + limit]),
+                embeddings=np.asarray(embeddings[i : i + limit], dtype=np.float32),
+                documents=list(texts[i : i + limit]),
+                metadatas=[dict(m) for m in metadatas[i : i + limit]],
+            )
+
+    def delete_ids(self, ids: Sequence[str]) -> None:
+        """Delete chunks by id."""
+        for i in range(0, len(ids), _PAGE):
+            self.collection.delete(ids=list(ids[i : i + _PAGE]))
+
+    # ---- reads --------------------------------------------------------------------------
+    def count(self) -> int:
+        return int(self.collection.count())
+
+    def get(self, ids: Sequence[str], include_embeddings: bool = True) -> dict[str, tuple[str, dict[str, Any], np.ndarray | None]]:
+        """Chunks by id: `{id: (text, metadata, embedding)}` for those present."""
+        out: dict[str, tuple[str, dict[str, Any], np.ndarray | None]] = {}
+        include = ["documents", "metadatas"] + (["embeddings"] if include_embeddings else [])
+        for i in range(0, len(ids), _PAGE):
+            res = self.collection.get(ids=list(ids[i : i + _PAGE]), include=include)
+            embs = res.get("embeddings") if include_embeddings else None
+            for j, cid in enumerate(res["ids"]):
+                emb = np.asarray(embs[j], dtype=np.float32) if embs is not None else None
+                out[cid] = (res["documents"][j], dict(res["metadatas"][j]), emb)
+        return out
+
+    def docs_state(self, doc_ids: Sequence[str]) -> dict[str, StoredDoc]:
+        """Stored chunk ids and hashes of some documents (absent documents are left out)."""
+        found: dict[str, list[tuple[str, Mapping[str, Any]]]] = {}
+        for i in range(0, len(doc_ids), 500):
+            res = self.collection.get(where={"doc_id": {"$in": list(doc_ids[i : i + 500])}}, include=["metadatas"])
+            for cid, meta in zip(res["ids"], res["metadatas"]):
+                found.setdefault(str(meta["doc_id"]), []).append((cid, meta))
+        state = {}
+        for doc_id, chunks in found.items():
+            hashes = {m.get("doc_sha256") for _, m in chunks}
+            counts = {m.get("chunk_count") for _, m in chunks}
+            state[doc_id] = StoredDoc(
+                doc_id,
+                hashes.pop() if len(hashes) == 1 else None,
+                counts.pop() if len(counts) == 1 else None,
+                tuple(sorted(cid for cid, _ in chunks)),
+            )
+        return state
+
+    def iter_all(self, include_embeddings: bool = False, where: Mapping[str, Any] | None = None) -> Iterator[tuple[list[str], list[dict[str, Any]], np.ndarray | None]]:
+        """Every chunk, page by page: `(ids, metadatas, embeddings or None)`."""
+        include = ["metadatas"] + (["embeddings"] if include_embeddings else [])
+        offset = 0
+        while True:
+            res = self.collection.get(include=include, limit=_PAGE, offset=offset, where=dict(where) if where else None)
+            if not res["ids"]:
+                return
+            embs = np.asarray(res["embeddings"], dtype=np.float32) if include_embeddings else None
+            yield list(res["ids"]), [dict(m) for m in res["metadatas"]], embs
+            offset += len(res["ids"])
+
+    def query(self, vector: np.ndarray, k: int, where: Mapping[str, Any] | None = None, include_embeddings: bool = False) -> list[Hit]:
+        """Nearest chunks to `vector` (cosine), best first."""
+        n = self.count()
+        if n == 0:
+            return []
+        include = ["documents", "metadatas", "distances"] + (["embeddings"] if include_embeddings else [])
+        res = self.collection.query(
+            query_embeddings=[np.asarray(vector, dtype=np.float32)],
+            n_results=min(k, n),
+            where=dict(where) if where else None,
+            include=include,
+        )
+        embs = res["embeddings"][0] if include_embeddings else None
+        return [
+            Hit(
+                id=cid,
+                text=res["documents"][0][i],
+                metadata=dict(res["metadatas"][0][i]),
+                score=1.0 - float(res["distances"][0][i]),
+                embedding=np.asarray(embs[i], dtype=np.float32) if embs is not None else None,
+            )
+            for i, cid in enumerate(res["ids"][0])
+        ]
+
+    def delete_collection(self) -> None:
+        """Drop the whole collection."""
+        self.client.delete_collection(self.name)

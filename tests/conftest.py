@@ -1,0 +1,84 @@
+"""Shared fixtures: tiny random models (built once per session) and temporary stores."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+import pytest
+
+from tiny_models import build_bi_encoder, build_cross_encoder
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+MODELS_ENV = "BABELRANK_TEST_MODELS"
+DATA_ENV = "BABELRANK_TEST_DATA"
+E5_FOLDER = "multilingual-e5-small-q4"
+
+
+@pytest.fixture(scope="session")
+def tiny_models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("models")
+    return {
+        "bi": build_bi_encoder(root / "tiny-bi", prompts={"query": "query: ", "document": "passage: "}),
+        "bi_plain": build_bi_encoder(root / "tiny-bi-plain", seed=1),
+        "cross": build_cross_encoder(root / "tiny-cross"),
+    }
+
+
+@pytest.fixture(autouse=True)
+def _clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    for key in list(os.environ):
+        if key.startswith("BABELRANK_") and key not in (MODELS_ENV, DATA_ENV):
+            monkeypatch.delenv(key)
+
+
+@pytest.fixture
+def make_index(tiny_models: dict[str, Path], tmp_path: Path) -> Iterator[Callable[..., Any]]:
+    """Build `BabelIndex`es on tiny models and a temporary store; closed after the test."""
+    from babelrank import BabelIndex
+
+    opened: list[Any] = []
+
+    def factory(**overrides: Any) -> Any:
+        options = {
+            "embed_model": str(tiny_models["bi"]),
+            "rerank_model": str(tiny_models["cross"]),
+            "store_path": tmp_path / "store",
+            "progress": False,
+        }
+        options.update(overrides)
+        index = BabelIndex(**options)
+        opened.append(index)
+        return index
+
+    yield factory
+    for index in opened:
+        index.close()
+
+
+def _shared(env: str, what: str) -> Path:
+    value = os.environ.get(env)
+    if not value or not Path(value).is_dir():
+        pytest.skip(f"{what}: set {env} to the folder (e.g. ../shared/{'models' if env == MODELS_ENV else 'data'}); CI sets it")
+    return Path(value)
+
+
+@pytest.fixture(scope="session")
+def real_models_dir() -> Path:
+    return _shared(MODELS_ENV, "needs the real models")
+
+
+@pytest.fixture(scope="session")
+def real_data_dir() -> Path:
+    return _shared(DATA_ENV, "needs the real evaluation data")
+
+
+@pytest.fixture(scope="session")
+def e5_path(real_models_dir: Path) -> Path:
+    path = real_models_dir / E5_FOLDER
+    if not path.is_dir():
+        pytest.skip(f"{path} is missing")
+    return path

@@ -1,0 +1,61 @@
+from pathlib import Path
+
+import pytest
+
+from babelrank.chunking import TokenChunker
+from babelrank.models import load_bi_encoder
+
+TEXT = (
+    "Червоний автомобіль стоїть біля будинку. Сусіди кажуть, що власник поїхав. "
+    "Красная машина стоит возле дома у реки! The red car is parked outside the house. "
+    "A very long sentence without any full stop " + "that keeps going and going " * 20 + ".\n\n"
+    "Синій будинок біля річки. The kettle boils water."
+)
+
+
+@pytest.fixture(scope="module")
+def tokenizer(tiny_models: dict[str, Path]):
+    return load_bi_encoder(str(tiny_models["bi"]), device="cpu").tokenizer
+
+
+@pytest.mark.parametrize("max_tokens,overlap", [(16, 0), (24, 4), (40, 8)])
+def test_chunks_fit_cover_and_point_into_the_text(tokenizer, max_tokens: int, overlap: int) -> None:
+    chunker = TokenChunker(tokenizer, max_tokens, overlap)
+    chunks = chunker.split(TEXT)
+    assert len(chunks) > 2
+    for c in chunks:
+        assert TEXT[c.char_start : c.char_end] == c.text
+        assert c.text == c.text.strip()
+        assert 0 < c.n_tokens <= max_tokens
+        assert len(tokenizer(c.text, add_special_tokens=False)["input_ids"]) == c.n_tokens
+    # every non-space character is in some chunk
+    covered = set()
+    for c in chunks:
+        covered.update(range(c.char_start, c.char_end))
+    assert all(i in covered for i, ch in enumerate(TEXT) if not ch.isspace())
+    # chunks are in order
+    assert [c.char_start for c in chunks] == sorted(c.char_start for c in chunks)
+
+
+def test_sentences_stay_whole_when_they_fit(tokenizer) -> None:
+    chunks = TokenChunker(tokenizer, 40, 0).split("Синій будинок біля річки. The kettle boils water. Чайник кипить.")
+    assert len(chunks) == 1
+    first, second = "Синій будинок біля річки, поруч старий міст і парк.", "The kettle boils water in the kitchen."
+    sizes = [len(tokenizer(t, add_special_tokens=False)["input_ids"]) for t in (first, second)]
+    limit = max(sizes + [8])
+    assert sum(sizes) > limit
+    chunks = TokenChunker(tokenizer, limit, 0).split(f"{first} {second}")
+    assert [c.text for c in chunks] == [first, second]
+
+
+def test_overlap_is_shared_between_neighbours_in_long_sentences(tokenizer) -> None:
+    chunks = TokenChunker(tokenizer, 16, 4).split("word " * 60)
+    assert all(b.char_start < a.char_end for a, b in zip(chunks, chunks[1:]))
+
+
+def test_empty_text_and_bad_sizes(tokenizer) -> None:
+    assert TokenChunker(tokenizer, 16).split("  \n ") == []
+    with pytest.raises(ValueError):
+        TokenChunker(tokenizer, 4)
+    with pytest.raises(ValueError):
+        TokenChunker(tokenizer, 16, 8)

@@ -1,0 +1,40 @@
+from pathlib import Path
+
+import pytest
+
+from babelrank import ConfigError, Settings
+
+
+def test_env_vars_fill_settings_and_keywords_win() -> None:
+    env = {
+        "BABELRANK_TOP_K": "20",
+        "BABELRANK_STORE_PATH": "/tmp/x",
+        "BABELRANK_EXPECTED_LANGUAGES": "uk, ru,en",
+        "BABELRANK_PROGRESS": "off",
+        "BABELRANK_MIN_SCORE": "0.25",
+        "BABELRANK_TOP_N": "3",
+    }
+    s = Settings.from_env(env, top_n=7)
+    assert s.top_k == 20 and s.top_n == 7
+    assert s.store_path == Path("/tmp/x")
+    assert s.expected_languages == ("uk", "ru", "en")
+    assert s.progress is False and s.min_score == 0.25
+
+
+@pytest.mark.parametrize(
+    "env",
+    [{"BABELRANK_TOP_K": "many"}, {"BABELRANK_PROGRESS": "maybe"}, {"BABELRANK_TOP_N": "0"}, {"BABELRANK_NEUTRAL": "half"}],
+)
+def test_bad_values_give_config_errors(env: dict[str, str]) -> None:
+    with pytest.raises(ConfigError):
+        Settings.from_env(env)
+
+
+def test_unknown_keyword_is_refused() -> None:
+    with pytest.raises(ConfigError, match="unknown setting 'topk'"):
+        Settings.from_env({}, topk=3)
+
+
+def test_replace_coerces() -> None:
+    s = Settings().replace(top_k="12", store_path="~/store")
+    assert s.top_k == 12 and s.store_path == Path("~/store").expanduser()

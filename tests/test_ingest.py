@@ -1,0 +1,185 @@
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from babelrank.ingest import Ingestor, chunk_id
+from babelrank.sources import SourceDocument
+
+UK = "Червоний автомобіль стоїть біля будинку на вулиці. Синій будинок біля річки, поруч старий міст і парк."
+RU = "Красная машина стоит возле дома у реки. Синий дом у реки, рядом старый мост и парк."
+EN = "The red car is parked outside the house near the river. A blue house stands by the river and the old bridge."
+
+
+def _snapshot(index):
+    res = index.store.collection.get(include=["metadatas", "documents", "embeddings"])
+    order = np.argsort(res["ids"])
+    return (
+        [res["ids"][i] for i in order],
+        [res["metadatas"][i] for i in order],
+        [res["documents"][i] for i in order],
+        np.asarray(res["embeddings"])[order] if len(order) else np.zeros((0,)),
+    )
+
+
+def _assert_same(a, b) -> None:
+    assert a[0] == b[0] and a[1] == b[1] and a[2] == b[2]
+    assert np.allclose(a[3], b[3], atol=1e-6)
+
+
+def _corpus(n: int) -> list[SourceDocument]:
+    texts = [UK, RU, EN]
+    return [SourceDocument(f"doc{i}", f"{texts[i % 3]} {i}. " * (1 + i % 4), "test", {"n": i}) for i in range(n)]
+
+
+def test_metadata_ids_and_languages(make_index, tmp_path: Path) -> None:
+    index = make_index(expected_languages=("uk", "ru", "en"))
+    (tmp_path / "a.txt").write_text(UK + "\n\n" + EN, encoding="utf-8")
+    report = index.ingest([tmp_path / "a.txt"])
+    assert report.added == 1 and report.chunks_written >= 1 and report.skipped == []
+    ids, metas, docs, _ = _snapshot(index)
+    for cid, meta, text in zip(ids, metas, docs):
+        assert cid == chunk_id(meta["doc_id"], meta["chunk_index"], meta["content_sha256"])
+        assert meta["source"] == str((tmp_path / "a.txt").resolve()) and meta["file_name"] == "a.txt"
+        original = (tmp_path / "a.txt").read_text(encoding="utf-8")
+        assert original[meta["char_start"] : meta["char_end"]] == text
+        assert meta["language"] in {"uk", "ru", "en", "und"} and 0 <= meta["language_confidence"] <= 1
+        assert meta["chunk_count"] == len(ids)
+
+
+def test_reingest_unchanged_embeds_nothing_and_changed_replaces_exactly_its_chunks(make_index, tmp_path: Path) -> None:
+    index = make_index(chunk_tokens=16, chunk_overlap=0)
+    folder = tmp_path / "docs"
+    folder.mkdir()
+    (folder / "uk.txt").write_text(" ".join([UK] * 3), encoding="utf-8")
+    (folder / "en.txt").write_text(EN, encoding="utf-8")
+    first = index.ingest([folder])
+    assert first.added == 2 and first.chunks_embedded == first.chunks_written
+    before = _snapshot(index)
+    again = index.ingest([folder])
+    assert (again.unchanged, again.chunks_embedded, again.chunks_written) == (2, 0, 0)
+    _assert_same(before, _snapshot(index))
+
+    (folder / "uk.txt").write_text(" ".join([UK] * 2) + " Новий кінець.", encoding="utf-8")
+    changed = index.ingest([folder])
+    assert (changed.updated, changed.unchanged) == (1, 1)
+    assert 0 < changed.chunks_embedded < changed.chunks_written  # unchanged leading chunks reuse vectors
+    assert changed.chunks_deleted > 0
+    ids, metas, _, _ = _snapshot(index)
+    uk_chunks = [m for m in metas if m["doc_id"].endswith("uk.txt")]
+    assert sorted(m["chunk_index"] for m in uk_chunks) == list(range(uk_chunks[0]["chunk_count"]))
+    assert [i for i in ids if "en.txt" in i] == [i for i in before[0] if "en.txt" in i]
+
+    # a fresh store given the final files directly ends in the same state
+    fresh = make_index(chunk_tokens=16, chunk_overlap=0, collection="fresh-one")
+    fresh.ingest([folder])
+    _assert_same(_snapshot(fresh), _snapshot(index))
+
+
+def test_delete_and_prune(make_index, tmp_path: Path) -> None:
+    index = make_index()
+    folder = tmp_path / "docs"
+    folder.mkdir()
+    for name, text in (("a.txt", UK), ("b.txt", RU), ("c.txt", EN)):
+        (folder / name).write_text(text, encoding="utf-8")
+    index.ingest_texts(["outside the folder"], ids=["raw"])
+    index.ingest([folder])
+    assert index.delete(str((folder / "a.txt").resolve())) >= 1
+    assert index.delete("no-such-doc") == 0
+    (folder / "b.txt").unlink()
+    kept = index.ingest([folder])
+    assert kept.added == 1 and kept.deleted == 0  # a.txt comes back; vanished b.txt stays without prune
+    assert str((folder / "b.txt").resolve()) in index.documents()
+    pruned = index.ingest([folder], prune=True)
+    assert (pruned.deleted, pruned.unchanged) == (1, 2)
+    assert set(index.documents()) == {"raw", str((folder / "a.txt").resolve()), str((folder / "c.txt").resolve())}
+
+
+def test_interrupted_ingest_rerun_equals_uninterrupted(make_index, monkeypatch: pytest.MonkeyPatch) -> None:
+    docs = _corpus(12)
+    reference = make_index(collection="reference", chunk_tokens=16, chunk_overlap=0)
+    Ingestor(reference.encoder, reference.store, reference.chunker, reference.detector, group_chunks=5).run(docs)
+
+    index = make_index(collection="interrupted", chunk_tokens=16, chunk_overlap=0)
+    ingestor = Ingestor(index.encoder, index.store, index.chunker, index.detector, group_chunks=5)
+    calls = {"n": 0}
+    real_upsert = index.store.upsert
+
+    def dying_upsert(ids, vectors, texts, metas):
+        calls["n"] += 1
+        if calls["n"] == 3:  # half of a group is written, then the process "dies"
+            real_upsert(ids[: len(ids) // 2], vectors[: len(ids) // 2], texts[: len(ids) // 2], metas[: len(ids) // 2])
+            raise KeyboardInterrupt
+        real_upsert(ids, vectors, texts, metas)
+
+    monkeypatch.setattr(index.store, "upsert", dying_upsert)
+    with pytest.raises(KeyboardInterrupt):
+        ingestor.run(docs)
+    monkeypatch.setattr(index.store, "upsert", real_upsert)
+    assert 0 < index.store.count() < reference.store.count()
+    report = ingestor.run(docs)
+    assert report.unchanged > 0 and report.unchanged < len(docs)
+    _assert_same(_snapshot(index), _snapshot(reference))
+
+
+def test_killed_process_rerun_equals_uninterrupted(make_index, tiny_models, tmp_path: Path) -> None:
+    """SIGKILL a real ingest process half-way; a re-run ends in the uninterrupted state."""
+    folder = tmp_path / "docs"
+    folder.mkdir()
+    for doc in _corpus(40):
+        (folder / f"{doc.doc_id}.txt").write_text(doc.text, encoding="utf-8")
+    store = tmp_path / "killed"
+    marker = tmp_path / "groups"
+    script = textwrap.dedent(f"""
+        import time
+        from babelrank import BabelIndex
+        from babelrank.ingest import Ingestor
+        from babelrank.sources import read_paths
+        index = BabelIndex(embed_model={str(tiny_models['bi'])!r}, rerank_model="none", store_path={str(store)!r},
+                           chunk_tokens=16, chunk_overlap=0, progress=False)
+        real = index.store.upsert
+        def slow_upsert(*args):
+            real(*args)
+            with open({str(marker)!r}, "a") as f:
+                f.write("x")
+            time.sleep(0.2)
+        index.store.upsert = slow_upsert
+        docs, _ = read_paths([{str(folder)!r}])
+        Ingestor(index.encoder, index.store, index.chunker, index.detector, group_chunks=4).run(docs)
+    """)
+    proc = subprocess.Popen([sys.executable, "-c", script], env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    deadline = time.time() + 120
+    while time.time() < deadline and (not marker.exists() or len(marker.read_text()) < 3):
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=30)
+    assert marker.exists() and len(marker.read_text()) >= 3
+
+    resumed = make_index(store_path=store, chunk_tokens=16, chunk_overlap=0)
+    partial = resumed.store.count()
+    report = resumed.ingest([folder])
+    assert report.unchanged > 0
+    reference = make_index(store_path=tmp_path / "reference", chunk_tokens=16, chunk_overlap=0)
+    reference.ingest([folder])
+    assert partial < reference.store.count()
+    _assert_same(_snapshot(resumed), _snapshot(reference))
+
+
+def test_model_mismatch_is_refused(make_index, tiny_models) -> None:
+    from babelrank import ModelMismatchError
+
+    make_index(collection="shared").close()
+    with pytest.raises(ModelMismatchError, match="tiny-bi"):
+        make_index(collection="shared", embed_model=str(tiny_models["bi_plain"]))
+
+
+def test_duplicate_ids_keep_the_first(make_index) -> None:
+    index = make_index()
+    report = index.ingest_texts(["один", "два"], ids=["same", "same"])
+    assert report.added == 1 and len(report.skipped) == 1

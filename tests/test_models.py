@@ -1,0 +1,49 @@
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from babelrank import ModelNotFoundError
+from babelrank.models import load_bi_encoder, load_cross_encoder, resolve_model
+
+
+def test_hub_id_is_found_in_model_dir_by_name_or_variant(tmp_path: Path) -> None:
+    (tmp_path / "multilingual-e5-small-q4").mkdir()
+    (tmp_path / "sentence-transformers" / "LaBSE").mkdir(parents=True)
+    assert resolve_model("e5-small", tmp_path)[0] == str(tmp_path / "multilingual-e5-small-q4")
+    assert resolve_model("sentence-transformers/LaBSE", tmp_path)[0] == str(tmp_path / "sentence-transformers" / "LaBSE")
+    assert resolve_model("minilm", tmp_path)[0] == "sentence-transformers/paraphrase-multilingual-MiniLM-L12-v2"
+
+
+def test_missing_model_is_one_clear_error(tmp_path: Path) -> None:
+    with pytest.raises(ModelNotFoundError) as err:
+        load_bi_encoder("org/no-such-model", model_dir=tmp_path)
+    msg = str(err.value)
+    assert "org/no-such-model" in msg and "BABELRANK_MODEL_DIR" in msg
+    assert err.value.__cause__ is None and err.value.__suppress_context__
+    with pytest.raises(ModelNotFoundError, match="does not exist"):
+        load_bi_encoder(str(tmp_path / "nope" / "model"))
+
+
+def test_bi_encoder_prompts_fingerprint_and_normalised_vectors(tiny_models: dict[str, Path]) -> None:
+    enc = load_bi_encoder(str(tiny_models["bi"]), device="cpu")
+    assert (enc.query_prompt, enc.document_prompt) == ("query: ", "passage: ")
+    assert enc.fingerprint()["dimension"] == 32
+    docs = enc.encode_documents(["червоний автомобіль", "red car"])
+    assert docs.shape == (2, 32) and docs.dtype == np.float32
+    assert np.allclose(np.linalg.norm(docs, axis=1), 1.0, atol=1e-5)
+    # the prompt really is applied: the same text embeds differently on the two sides
+    assert not np.allclose(enc.encode_queries(["red car"])[0], docs[1])
+
+
+def test_over_long_texts_are_counted_as_truncated(tiny_models: dict[str, Path]) -> None:
+    enc = load_bi_encoder(str(tiny_models["bi"]), device="cpu")
+    enc.encode_documents(["word " * 500, "short"])
+    assert enc.truncated == 1
+
+
+def test_cross_encoder_returns_raw_logits(tiny_models: dict[str, Path]) -> None:
+    ce = load_cross_encoder(str(tiny_models["cross"]), device="cpu")
+    logits = ce.logits("red car", ["червоний автомобіль", "a blue house", "x " * 300])
+    assert logits.shape == (3,)
+    assert ce.truncated == 1
