@@ -1,0 +1,434 @@
+"""Evaluation data as typed corpora with stable ids: Tatoeba, XQuAD, XQuAD-R and user files.
+
+Every benchmark loader returns an `EvalCorpus`: documents to index, queries to ask, the
+relevant document ids of each query (`qrels`) and, where a query's own text sits in the pool,
+the ids a runner must drop from that query's results (`exclude`). Language codes are
+ISO 639-1 ("uk", "de", "en"); a runner scores the document ids it gets back, so chunk ids must
+be mapped back to `EvalDocument.id` first.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from bisect import bisect_right
+from collections import Counter
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from babelrank.errors import SourceError
+
+logger = logging.getLogger(__name__)
+
+#: ISO 639-3 (LASER Tatoeba file names) -> ISO 639-1.
+TATOEBA_ISO639_1: dict[str, str] = {
+    "eng": "en", "ukr": "uk", "rus": "ru", "deu": "de", "fra": "fr", "slk": "sk", "mkd": "mk",
+    "lit": "lt", "est": "et", "afr": "af", "hrv": "hr", "srp": "sr", "hye": "hy", "kat": "ka",
+    "aze": "az", "uzb": "uz", "tat": "tt",
+}  # fmt: skip
+
+
+@dataclass(frozen=True)
+class EvalDocument:
+    """One document of an evaluation pool."""
+
+    id: str
+    text: str
+    language: str
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class EvalQuery:
+    """One query; `language` is None when the source does not say (user data)."""
+
+    id: str
+    text: str
+    language: str | None
+
+
+@dataclass
+class EvalCorpus:
+    """Documents, queries and judgements of one evaluation.
+
+    `exclude[query_id]` lists documents that must not count for that query (its own sentence
+    in a mixed pool): a runner drops them from the ranking before scoring (`filter_run`), so it
+    should fetch `k + len(exclude[q])` results to keep k.
+    """
+
+    name: str
+    documents: list[EvalDocument]
+    queries: list[EvalQuery]
+    qrels: dict[str, set[str]]
+    exclude: dict[str, set[str]] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        doc_ids = {d.id for d in self.documents}
+        query_ids = {q.id for q in self.queries}
+        if len(doc_ids) != len(self.documents) or len(query_ids) != len(self.queries):
+            raise ValueError(f"{self.name}: document and query ids must be unique")
+        for label, table in (("qrels", self.qrels), ("exclude", self.exclude)):
+            for qid, docs in table.items():
+                if qid not in query_ids:
+                    raise ValueError(f"{self.name}: {label} names unknown query {qid!r}")
+                unknown = sorted(set(docs) - doc_ids)
+                if unknown:
+                    raise ValueError(f"{self.name}: {label}[{qid!r}] names unknown documents {unknown[:3]}")
+
+    @property
+    def query_language(self) -> dict[str, str | None]:
+        """Query id -> language, e.g. as `group_of` for `evaluate_by_group`."""
+        return {q.id: q.language for q in self.queries}
+
+    def filter_run(self, run: Mapping[str, Sequence[str]]) -> dict[str, list[str]]:
+        """The run without each query's excluded documents."""
+        return {q: [d for d in ranked if d not in self.exclude.get(q, ())] for q, ranked in run.items()}
+
+    def counts(self) -> dict[str, dict[str, int]]:
+        """Number of documents and of queries per language ("und" for queries without one)."""
+        return {
+            "documents": dict(Counter(d.language for d in self.documents)),
+            "queries": dict(Counter(q.language or "und" for q in self.queries)),
+        }
+
+
+@dataclass(frozen=True)
+class BitextPair:
+    """One Tatoeba pair: `source[i]` translates `english[i]`; `lang` is ISO 639-1."""
+
+    lang: str
+    source: list[str]
+    english: list[str]
+    lang3: str
+
+
+@dataclass(frozen=True)
+class Judgement:
+    """A user query and its relevant documents, given as document ids or passage texts."""
+
+    query: EvalQuery
+    relevant: tuple[str, ...]
+
+
+# --- Tatoeba -------------------------------------------------------------------------------
+
+
+def _iso639_1(lang3: str) -> str:
+    code = TATOEBA_ISO639_1.get(lang3)
+    if code is None:
+        logger.warning("no ISO 639-1 code known for %r; using it as is", lang3)
+        return lang3
+    return code
+
+
+def _read_lines(path: Path) -> list[str]:
+    """Lines of a one-sentence-per-line UTF-8 file (split on \\n only, unlike splitlines)."""
+    lines = [line.rstrip("\r") for line in path.read_text(encoding="utf-8").split("\n")]
+    if lines and lines[-1] == "":
+        lines.pop()
+    for n, line in enumerate(lines, start=1):
+        if not line.strip():
+            raise SourceError(f"{path}:{n}: empty line")
+    return lines
+
+
+def available_tatoeba_languages(data_dir: str | Path) -> list[str]:
+    """ISO 639-3 codes of the complete `tatoeba.<xxx>-eng.*` pairs in `data_dir`."""
+    data_dir = Path(data_dir)
+    if not data_dir.is_dir():
+        raise FileNotFoundError(f"Tatoeba folder not found: {data_dir}")
+    langs = {p.name.split(".")[1].removesuffix("-eng") for p in data_dir.glob("tatoeba.*-eng.eng")}
+    return sorted(x for x in langs if (data_dir / f"tatoeba.{x}-eng.{x}").is_file())
+
+
+def load_tatoeba(data_dir: str | Path, lang3: str) -> BitextPair:
+    """Read the LASER pair `tatoeba.<lang3>-eng.<lang3>` / `tatoeba.<lang3>-eng.eng`."""
+    data_dir = Path(data_dir)
+    paths = [data_dir / f"tatoeba.{lang3}-eng.{side}" for side in (lang3, "eng")]
+    for path in paths:
+        if not path.is_file():
+            raise FileNotFoundError(
+                f"Tatoeba file not found: {path} (expected LASER files tatoeba.{lang3}-eng.{lang3} "
+                f"and tatoeba.{lang3}-eng.eng in {data_dir})"
+            )
+    source, english = (_read_lines(p) for p in paths)
+    if len(source) != len(english):
+        raise SourceError(f"{paths[0]} has {len(source)} lines but {paths[1]} has {len(english)}")
+    return BitextPair(lang=_iso639_1(lang3), source=source, english=english, lang3=lang3)
+
+
+def _tatoeba_corpus(data_dir: str | Path, lang3: str, mixed: bool) -> EvalCorpus:
+    pair = load_tatoeba(data_dir, lang3)
+    prefix = f"tatoeba:{lang3}-eng"
+    documents = [
+        EvalDocument(f"{prefix}:eng:{i}", text, "en", {"pair": f"{lang3}-eng", "line": i})
+        for i, text in enumerate(pair.english)
+    ]
+    if mixed:
+        documents += [
+            EvalDocument(f"{prefix}:{lang3}:{i}", text, pair.lang, {"pair": f"{lang3}-eng", "line": i})
+            for i, text in enumerate(pair.source)
+        ]
+    queries = [EvalQuery(f"{prefix}:q:{i}", text, pair.lang) for i, text in enumerate(pair.source)]
+    qrels = {q.id: {f"{prefix}:eng:{i}"} for i, q in enumerate(queries)}
+    exclude = {q.id: {f"{prefix}:{lang3}:{i}"} for i, q in enumerate(queries)} if mixed else {}
+    name = f"tatoeba-{'mixed' if mixed else 'english'}:{lang3}"
+    logger.info("%s: %d documents, %d queries", name, len(documents), len(queries))
+    return EvalCorpus(name, documents, queries, qrels, exclude)
+
+
+def tatoeba_mixed_pool(data_dir: str | Path, lang3: str) -> EvalCorpus:
+    """xx->en retrieval from a pool of both sides: every English and every xx sentence.
+
+    Query i is xx sentence i; its answer is English sentence i. Its own xx sentence is in the
+    pool, so `exclude` lists it (id `tatoeba:<xxx>-eng:<xxx>:<i>`); every other xx sentence
+    stays a same-language distractor.
+    """
+    return _tatoeba_corpus(data_dir, lang3, mixed=True)
+
+
+def tatoeba_english_only(data_dir: str | Path, lang3: str) -> EvalCorpus:
+    """xx->en retrieval from the English side only (the classic LASER/LaBSE setting)."""
+    return _tatoeba_corpus(data_dir, lang3, mixed=False)
+
+
+# --- XQuAD / XQuAD-R ----------------------------------------------------------------------
+
+
+def _read_squad(path: Path) -> list[dict[str, Any]]:
+    if not path.is_file():
+        raise FileNotFoundError(f"SQuAD-format file not found: {path}")
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))["data"]
+    except (json.JSONDecodeError, KeyError, TypeError) as exc:
+        raise SourceError(f"{path}: not a SQuAD-format JSON file ({exc})") from exc
+
+
+def _load_parallel(paths: Mapping[str, Path]) -> dict[str, list[dict[str, Any]]]:
+    """Read one SQuAD file per language and check they share articles, paragraphs and qids."""
+    data = {lang: _read_squad(path) for lang, path in paths.items()}
+    shapes = {
+        lang: [[[qa["id"] for qa in p["qas"]] for p in a["paragraphs"]] for a in articles]
+        for lang, articles in data.items()
+    }
+    ref_lang = next(iter(data))
+    for lang, shape in shapes.items():
+        if shape != shapes[ref_lang]:
+            raise SourceError(
+                f"{paths[lang]} is not parallel to {paths[ref_lang]}: "
+                "articles, paragraphs or question ids differ"
+            )
+    return data
+
+
+def _positions(articles: list[dict[str, Any]], limit: int | None) -> Iterator[tuple[int, int]]:
+    """(article, paragraph) indices in file order, at most `limit` of them."""
+    count = 0
+    for a, article in enumerate(articles):
+        for p in range(len(article["paragraphs"])):
+            if limit is not None and count >= limit:
+                return
+            count += 1
+            yield a, p
+
+
+def _unique(langs: Sequence[str]) -> list[str]:
+    if isinstance(langs, str):
+        raise TypeError(f"give languages as a list, e.g. [{langs!r}], not a string")
+    if not langs:
+        raise ValueError("at least one language is needed")
+    return list(dict.fromkeys(langs))
+
+
+def xquad_paragraph_pool(
+    data_dir: str | Path,
+    doc_languages: Sequence[str],
+    query_languages: Sequence[str],
+    limit: int | None = None,
+) -> EvalCorpus:
+    """Questions in `query_languages` against XQuAD paragraphs in `doc_languages`.
+
+    Documents: every paragraph of `xquad.<lang>.json` per doc language, id
+    `xquad:<lang>:<article>:<paragraph>`. Queries: every question per query language, id
+    `<qid>:<lang>`. Relevant: the paragraph at the same position in every doc language.
+    `limit` keeps the first `limit` paragraphs (and their questions).
+    """
+    doc_languages, query_languages = _unique(doc_languages), _unique(query_languages)
+    langs = _unique(doc_languages + query_languages)
+    data = _load_parallel({lang: Path(data_dir) / f"xquad.{lang}.json" for lang in langs})
+    documents, queries, qrels = [], [], {}
+    for a, p in _positions(data[langs[0]], limit):
+        ids = {lang: f"xquad:{lang}:{a}:{p}" for lang in doc_languages}
+        for lang in doc_languages:
+            article = data[lang][a]
+            meta = {"title": article["title"], "article": a, "paragraph": p}
+            documents.append(EvalDocument(ids[lang], article["paragraphs"][p]["context"], lang, meta))
+        for lang in query_languages:
+            for qa in data[lang][a]["paragraphs"][p]["qas"]:
+                queries.append(EvalQuery(f"{qa['id']}:{lang}", qa["question"], lang))
+                qrels[queries[-1].id] = set(ids.values())
+    name = f"xquad-paragraphs:{'+'.join(query_languages)}->{'+'.join(doc_languages)}"
+    logger.info("%s: %d documents, %d queries", name, len(documents), len(queries))
+    return EvalCorpus(name, documents, queries, qrels)
+
+
+def _answer_sentence(paragraph: dict[str, Any], answer_start: int, where: str) -> int:
+    """Index of the sentence whose [start, end) span holds `answer_start`."""
+    starts = [start for start, _ in paragraph["sentence_breaks"]]
+    i = bisect_right(starts, answer_start) - 1
+    if i < 0 or answer_start >= paragraph["sentence_breaks"][i][1]:
+        raise SourceError(f"{where}: answer_start {answer_start} lies in no sentence span")
+    return i
+
+
+def xquad_r_sentence_pool(
+    data_dir: str | Path, languages: Sequence[str], limit: int | None = None
+) -> EvalCorpus:
+    """LAReQA XQuAD-R: every question in every language against all sentences of all languages.
+
+    Documents: every sentence of every paragraph of `<lang>.json`, id
+    `xquad-r:<lang>:<article>:<paragraph>:<sentence>` (text verbatim from `sentences`).
+    Queries: every question per language, id `<qid>:<lang>`. Relevant: per language, the
+    sentence whose span holds the answer's `answer_start`, so each query has one relevant
+    sentence per language. `limit` keeps the first `limit` paragraphs.
+    """
+    languages = _unique(languages)
+    data = _load_parallel({lang: Path(data_dir) / f"{lang}.json" for lang in languages})
+    documents, queries, qrels = [], [], {}
+    for a, p in _positions(data[languages[0]], limit):
+        relevant: dict[str, set[str]] = {}
+        for lang in languages:
+            article = data[lang][a]
+            paragraph = article["paragraphs"][p]
+            breaks, sentences = paragraph["sentence_breaks"], paragraph["sentences"]
+            where = f"{lang}.json article {a} paragraph {p}"
+            if len(breaks) != len(sentences) or any(
+                paragraph["context"][s:e] != t for (s, e), t in zip(breaks, sentences)
+            ):
+                raise SourceError(f"{where}: sentence_breaks do not match sentences")
+            for s, text in enumerate(sentences):
+                meta = {"title": article["title"], "article": a, "paragraph": p, "sentence": s}
+                documents.append(EvalDocument(f"xquad-r:{lang}:{a}:{p}:{s}", text, lang, meta))
+            for qa in paragraph["qas"]:
+                start = qa["answers"][0]["answer_start"]
+                s = _answer_sentence(paragraph, start, f"{where} question {qa['id']}")
+                relevant.setdefault(qa["id"], set()).add(f"xquad-r:{lang}:{a}:{p}:{s}")
+        for lang in languages:
+            for qa in data[lang][a]["paragraphs"][p]["qas"]:
+                queries.append(EvalQuery(f"{qa['id']}:{lang}", qa["question"], lang))
+                qrels[queries[-1].id] = set(relevant[qa["id"]])
+    corpus = EvalCorpus(f"xquad-r:{'+'.join(languages)}", documents, queries, qrels)
+    logger.info("%s: %s", corpus.name, corpus.counts())
+    return corpus
+
+
+# --- user data ----------------------------------------------------------------------------
+
+
+def _nonblank_lines(path: str | Path) -> Iterator[tuple[int, str]]:
+    with open(path, encoding="utf-8") as f:
+        for n, line in enumerate(f, start=1):
+            if line.strip():
+                yield n, line.rstrip("\r\n")
+
+
+def _json_object(path: str | Path, n: int, line: str) -> dict[str, Any]:
+    try:
+        obj = json.loads(line)
+    except json.JSONDecodeError as exc:
+        raise SourceError(f"{path}:{n}: not valid JSON ({exc.msg})") from None
+    if not isinstance(obj, dict):
+        raise SourceError(f"{path}:{n}: expected a JSON object, got {type(obj).__name__}")
+    return obj
+
+
+def _text_field(path: str | Path, n: int, obj: Mapping[str, Any], *keys: str) -> str:
+    value = next((obj[k] for k in keys if k in obj), None)
+    if not isinstance(value, str) or not value.strip():
+        raise SourceError(f"{path}:{n}: {'/'.join(repr(k) for k in keys)} must be a non-empty string")
+    return value
+
+
+def _optional_id_and_language(path: str | Path, n: int, obj: Mapping[str, Any]) -> tuple[str, str | None]:
+    qid, language = obj.get("id", f"q{n}"), obj.get("language")
+    if not isinstance(qid, (str, int)) or isinstance(qid, bool) or str(qid) == "":
+        raise SourceError(f"{path}:{n}: 'id' must be a non-empty string or an integer")
+    if language is not None and (not isinstance(language, str) or not language):
+        raise SourceError(f"{path}:{n}: 'language' must be a language code such as \"uk\"")
+    return str(qid), language
+
+
+def _check_new(path: str | Path, n: int, seen: set[str], key: str, what: str) -> None:
+    if key in seen:
+        raise SourceError(f"{path}:{n}: duplicate {what} {key!r}")
+    seen.add(key)
+
+
+def load_user_judgements(path: str | Path) -> list[Judgement]:
+    """Read JSONL lines `{"query": str, "relevant": [str, ...], "id"?: str, "language"?: str}`.
+
+    `relevant` entries (document ids or passage texts) are kept verbatim for the runner to
+    resolve; a missing id becomes `q<line number>`. Blank lines are skipped.
+    """
+    judgements: list[Judgement] = []
+    seen: set[str] = set()
+    for n, line in _nonblank_lines(path):
+        obj = _json_object(path, n, line)
+        text = _text_field(path, n, obj, "query")
+        relevant = obj.get("relevant")
+        valid = isinstance(relevant, list) and all(isinstance(r, str) and r.strip() for r in relevant)
+        if not (valid and relevant):
+            raise SourceError(f"{path}:{n}: 'relevant' must be a non-empty list of non-empty strings")
+        qid, language = _optional_id_and_language(path, n, obj)
+        _check_new(path, n, seen, qid, "query id")
+        judgements.append(Judgement(EvalQuery(qid, text, language), tuple(relevant)))
+    return judgements
+
+
+def load_trec_qrels(path: str | Path) -> dict[str, dict[str, int]]:
+    """Read TREC qrels (`qid iteration docid relevance`) as {qid: {docid: relevance}}.
+
+    Relevance 0 or below means judged not relevant; the metrics treat only > 0 as relevant.
+    """
+    qrels: dict[str, dict[str, int]] = {}
+    for n, line in _nonblank_lines(path):
+        fields = line.split()
+        if len(fields) != 4:
+            raise SourceError(
+                f"{path}:{n}: expected 'qid iteration docid relevance', got {len(fields)} fields"
+            )
+        qid, _, docid, rel = fields
+        try:
+            grade = int(rel)
+        except ValueError:
+            raise SourceError(f"{path}:{n}: relevance {rel!r} is not an integer") from None
+        if docid in qrels.setdefault(qid, {}):
+            raise SourceError(f"{path}:{n}: duplicate judgement for query {qid!r}, document {docid!r}")
+        qrels[qid][docid] = grade
+    return qrels
+
+
+def load_queries(path: str | Path) -> list[EvalQuery]:
+    """Read queries for TREC qrels: `.jsonl` lines `{"id", "text" (or "query"), "language"?}`,
+    any other file as TSV `qid<TAB>text[<TAB>language]`."""
+    queries: list[EvalQuery] = []
+    seen: set[str] = set()
+    jsonl = Path(path).suffix == ".jsonl"
+    for n, line in _nonblank_lines(path):
+        if jsonl:
+            obj = _json_object(path, n, line)
+            if "id" not in obj:
+                raise SourceError(f"{path}:{n}: missing 'id'")
+            text = _text_field(path, n, obj, "text", "query")
+            qid, language = _optional_id_and_language(path, n, obj)
+        else:
+            fields = line.split("\t")
+            if len(fields) not in (2, 3) or not fields[0].strip() or not fields[1].strip():
+                raise SourceError(f"{path}:{n}: expected 'qid<TAB>text[<TAB>language]'")
+            qid, text = fields[0].strip(), fields[1]
+            language = (fields[2].strip() or None) if len(fields) == 3 else None
+        _check_new(path, n, seen, qid, "query id")
+        queries.append(EvalQuery(qid, text, language))
+    return queries
