@@ -39,14 +39,14 @@ class TokenChunker:
         self.overlap = overlap
 
     def _offsets(self, text: str) -> list[tuple[int, int]]:
-        enc = self.tokenizer(text, add_special_tokens=False, return_offsets_mapping=True, truncation=False)
+        enc = self.tokenizer(text, add_special_tokens=False, return_offsets_mapping=True, truncation=False, verbose=False)
         return [(s, e) for s, e in enc["offset_mapping"] if e > s]
 
     def count(self, texts: list[str]) -> list[int]:
         """Token counts without special tokens."""
         if not texts:
             return []
-        return [len(ids) for ids in self.tokenizer(texts, add_special_tokens=False, truncation=False)["input_ids"]]
+        return [len(ids) for ids in self.tokenizer(texts, add_special_tokens=False, truncation=False, verbose=False)["input_ids"]]
 
     def split(self, text: str) -> list[Chunk]:
         """Split `text` into chunks; whitespace-only text gives no chunk."""

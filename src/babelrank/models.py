@@ -184,7 +184,7 @@ class BiEncoder:
     def _encode(self, texts: Sequence[str], prompt: str, batch_size: int, progress: bool) -> np.ndarray:
         if not texts:
             return np.zeros((0, self.dimension), dtype=np.float32)
-        lengths = self.tokenizer([prompt + t for t in texts], add_special_tokens=True, truncation=False)["input_ids"]
+        lengths = self.tokenizer([prompt + t for t in texts], add_special_tokens=True, truncation=False, verbose=False)["input_ids"]
         over = sum(len(ids) > self.max_seq_length for ids in lengths)
         if over:
             self.truncated += over
@@ -235,7 +235,7 @@ class CrossEncoderModel:
 
     def count_truncated(self, query: str, texts: Sequence[str]) -> int:
         """How many pairs exceed `max_length` tokens (they are cut when scored)."""
-        encoded = self.model.tokenizer([query] * len(texts), list(texts), truncation=False)["input_ids"]
+        encoded = self.model.tokenizer([query] * len(texts), list(texts), truncation=False, verbose=False)["input_ids"]
         return sum(len(ids) > self.max_length for ids in encoded)
 
     def logits(self, query: str, texts: Sequence[str], batch_size: int = 16) -> np.ndarray:

@@ -1,0 +1,51 @@
+from pathlib import Path
+
+import numpy as np
+import pytest
+from llama_index.core.schema import NodeWithScore, QueryBundle, TextNode
+
+from babelrank import CrossEncoderReranker
+from babelrank.rerank import sigmoid
+
+
+@pytest.fixture(scope="module")
+def reranker(tiny_models: dict[str, Path]) -> CrossEncoderReranker:
+    return CrossEncoderReranker(str(tiny_models["cross"]), top_n=2, batch_size=2, device="cpu")
+
+
+def _nodes(texts: list[str]) -> list[NodeWithScore]:
+    return [NodeWithScore(node=TextNode(id_=f"n{i}", text=t), score=0.5 - i / 10) for i, t in enumerate(texts)]
+
+
+def test_postprocessor_scores_sorts_and_keeps_both_stages(reranker: CrossEncoderReranker) -> None:
+    texts = ["червоний автомобіль", "a blue house by the river", "the kettle boils", "красная машина"]
+    out = reranker.postprocess_nodes(_nodes(texts), query_bundle=QueryBundle("red car"))
+    assert len(out) == 2
+    assert out[0].score >= out[1].score
+    logits = reranker._encoder.logits("red car", texts)
+    best = np.argsort(-logits)[:2]
+    assert [n.node.id_ for n in out] == [f"n{i}" for i in best]
+    for n in out:
+        meta = n.node.metadata
+        assert 0 <= meta["rerank_score"] <= 1 and meta["rerank_score"] == pytest.approx(float(sigmoid(meta["rerank_logit"])))
+        assert meta["retrieval_score"] == pytest.approx(0.5 - int(n.node.id_[1:]) / 10)
+        assert n.score == meta["rerank_score"]
+        assert "rerank_logit" in n.node.excluded_llm_metadata_keys
+
+
+def test_threshold_and_truncation_count(reranker: CrossEncoderReranker) -> None:
+    before = reranker.truncated
+    nodes = _nodes(["short", "word " * 200])
+    scores = sorted(float(sigmoid(x)) for x in reranker._encoder.logits("q", ["short", "word " * 200]))
+    out = reranker.rerank(nodes, "q", top_n=5, min_score=scores[1])
+    assert len(out) == 1
+    assert reranker.truncated > before
+
+
+def test_needs_a_query(reranker: CrossEncoderReranker) -> None:
+    with pytest.raises(ValueError, match="needs the query"):
+        reranker.postprocess_nodes(_nodes(["a"]))
+
+
+def test_sigmoid_is_stable() -> None:
+    assert sigmoid(np.array([-1000.0, 0.0, 1000.0])).tolist() == [0.0, 0.5, 1.0]
