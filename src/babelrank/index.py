@@ -17,10 +17,11 @@ from babelrank.errors import ConfigError, ModelNotFoundError
 from babelrank.ingest import IngestReport, Ingestor
 from babelrank.language import make_detector
 from babelrank.models import DEFAULT_RERANKER, BiEncoder, load_bi_encoder
+from babelrank.neutral import LanguageCalibration, NeutralScorer
 from babelrank.rerank import CrossEncoderReranker
 from babelrank.retriever import BabelRetriever, SearchResult
 from babelrank.sources import SourceDocument, from_llama_documents, from_texts, read_paths
-from babelrank.store import ChromaStore, Hit
+from babelrank.store import CALIBRATION_KEY, ChromaStore, Hit
 
 logger = logging.getLogger(__name__)
 
@@ -49,6 +50,7 @@ class BabelIndex:
         self.chunker = TokenChunker(self.encoder.tokenizer, tokens, min(s.chunk_overlap, tokens // 4))
         self._reranker: CrossEncoderReranker | None = None
         self._reranker_loaded = False
+        self.calibration = _CalibrationKeeper(self.store, self.encoder.dimension)
 
     def _chunk_tokens(self) -> int:
         enc = self.encoder
@@ -78,6 +80,7 @@ class BabelIndex:
             self.encoder, self.store, self.chunker, self.detector,
             batch_size=self.settings.embed_batch_size,
             progress=self.settings.progress if progress is None else progress,
+            listener=self.calibration,
         )
 
     def ingest(
@@ -164,15 +167,45 @@ class BabelIndex:
             self._reranker_loaded = True
         return self._reranker
 
-    def neutral_scorer(self) -> None:
-        """Language-neutral scorer for this collection (None: raw scores)."""
-        return None
+    def neutral_scorer(self) -> NeutralScorer | None:
+        """The language-neutral scorer, or None when the mode is off for this collection.
+
+        "auto" turns it on when at least two languages have a centroid.
+        """
+        mode = self.settings.neutral
+        if mode == "off":
+            return None
+        scorer = self.calibration.scorer()
+        if mode == "auto" and len(scorer.languages) < 2:
+            return None
+        return scorer
 
     def search_vectors(
-        self, vector: np.ndarray, query_language: str, k: int, where: Mapping[str, Any] | None, scorer: Any = None
+        self, vector: np.ndarray, query_language: str, k: int, where: Mapping[str, Any] | None,
+        scorer: NeutralScorer | None = None,
     ) -> list[Hit]:
-        """Top-k chunks for a query vector (cosine), best first."""
-        return self.store.query(vector, k, where)
+        """Top-k chunks for a query vector, best first.
+
+        Raw mode: one Chroma query, score = cosine. Neutral mode: the neutral score is the
+        cosine plus a lift that is constant within a chunk language, so one Chroma query per
+        stored language (k each) gives the exact neutral top-k under approximate search.
+        """
+        if scorer is None:
+            return self.store.query(vector, k, where)
+        lifts = scorer.offsets(vector, query_language)
+        wanted = set(where["language"]["$in"]) if where and "language" in where else None
+        hits: list[Hit] = []
+        for language in self.calibration.languages():
+            if wanted is not None and language not in wanted:
+                continue
+            clause: dict[str, Any] = {"language": language}
+            rest = {k2: v for k2, v in (where or {}).items() if k2 != "language"}
+            lang_where = {"$and": [clause, rest]} if rest else clause
+            lift = lifts.get(language, lifts.get("und", 0.0))
+            for hit in self.store.query(vector, k, lang_where):
+                hits.append(Hit(hit.id, hit.text, hit.metadata, hit.score + lift))
+        hits.sort(key=lambda h: h.score, reverse=True)
+        return hits[:k]
 
     def as_retriever(self, **kwargs: Any) -> BabelRetriever:
         """A llama-index retriever; keyword arguments as in `BabelRetriever`."""
@@ -208,4 +241,68 @@ class BabelIndex:
             "languages": dict(languages.most_common()),
             **self.encoder.fingerprint(),
             "chunk_tokens": self.chunker.max_tokens,
+            "neutral": {"mode": self.settings.neutral, "active": self.neutral_scorer() is not None,
+                        "calibration": self.calibration.describe()},
         }
+
+
+class _CalibrationKeeper:
+    """Keeps the collection's language calibration in step with every write.
+
+    The per-language sums live in the collection metadata. A write first marks the
+    calibration dirty, then updates and saves it; a store found dirty (a write was killed
+    half-way) or whose counts disagree with the collection is recalibrated from scratch
+    from the stored vectors, so the calibration always equals a from-scratch one.
+    """
+
+    def __init__(self, store: ChromaStore, dim: int) -> None:
+        self.store = store
+        self.dim = dim
+        saved = store.get_meta(CALIBRATION_KEY)
+        if saved and not saved.get("dirty") and sum(saved["calibration"]["chunks"][k]["count"] for k in saved["calibration"]["chunks"]) == store.count():
+            self.calibration = LanguageCalibration.from_dict(saved["calibration"])
+        else:
+            if saved:
+                logger.warning("language calibration of %r is out of step; recalibrating from the stored vectors", store.name)
+            self.calibration = self.rebuild()
+        self._scorer: NeutralScorer | None = None
+
+    def rebuild(self) -> LanguageCalibration:
+        """Calibration computed from every stored vector, and saved."""
+        calibration = LanguageCalibration(self.dim)
+        for _, metas, vectors in self.store.iter_all(include_embeddings=True):
+            calibration.add(vectors, [str(m.get("language", "und")) for m in metas])
+        self.calibration = calibration
+        self._save(dirty=False)
+        return calibration
+
+    def _save(self, dirty: bool) -> None:
+        self.store.set_meta(CALIBRATION_KEY, {"dirty": dirty, "calibration": self.calibration.to_dict()})
+
+    def before_write(self) -> None:
+        self._save(dirty=True)
+
+    def on_write(self, added: np.ndarray, added_languages: Sequence[str], removed: np.ndarray, removed_languages: Sequence[str]) -> None:
+        if len(removed):
+            self.calibration.remove(removed, removed_languages)
+        if len(added):
+            self.calibration.add(added, added_languages)
+        self._scorer = None
+        self._save(dirty=False)
+
+    def languages(self) -> list[str]:
+        """Every language with stored chunks ("und" included)."""
+        return sorted(self.calibration.counts)
+
+    def scorer(self) -> NeutralScorer:
+        if self._scorer is None:
+            self._scorer = NeutralScorer(self.calibration)
+        return self._scorer
+
+    def describe(self) -> dict[str, Any]:
+        """Per-language chunk counts and whether each has a centroid."""
+        counts = self.calibration.counts
+        return {lang: {"chunks": n, "centroid": self.calibration.centroid(lang) is not None,
+                       "centroid_norm": None if self.calibration.centroid(lang) is None
+                       else round(float(np.linalg.norm(self.calibration.centroid(lang))), 4)}
+                for lang, n in sorted(counts.items())}

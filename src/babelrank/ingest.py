@@ -26,6 +26,8 @@ logger = logging.getLogger(__name__)
 class WriteListener(Protocol):
     """Told about every vector written to or removed from the collection (e.g. calibration)."""
 
+    def before_write(self) -> None: ...
+
     def on_write(self, added: np.ndarray, added_languages: Sequence[str], removed: np.ndarray, removed_languages: Sequence[str]) -> None: ...
 
 
@@ -189,6 +191,8 @@ class Ingestor:
                 vectors[i] = old[cid][2]
         if missing:
             vectors[missing] = self.encoder.encode_documents([texts[i] for i in missing], self.batch_size)
+        if self.listener is not None:
+            self.listener.before_write()
         if ids:
             self.store.upsert(ids, vectors, texts, metas)
         keep = set(ids)
@@ -223,6 +227,8 @@ class Ingestor:
         if not ids:
             return 0, 0
         old = self.store.get(ids)
+        if self.listener is not None:
+            self.listener.before_write()
         self.store.delete_ids(ids)
         if self.listener is not None:
             self.listener.on_write(

@@ -1,0 +1,222 @@
+"""Language-neutral scoring study: Tatoeba mixed pool and XQuAD-R (en+ru+de+es).
+
+Usage:
+    python benchmarks/neutral_study.py --data /work/shared/data \
+        --model /work/shared/models/multilingual-e5-small-q4
+
+Embeddings are cached as .npy under $NEUTRAL_CACHE (default /tmp/neutral_cache). Every
+calibration is computed from the evaluated pool itself (the product setting).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
+
+import neutral_data as nd  # noqa: E402
+from babelrank.neutral import LanguageCalibration, NeutralScorer  # noqa: E402
+
+log = logging.getLogger("neutral_study")
+N_PSEUDO = 100  # pseudo-queries per language, only for recognising untagged queries
+RNG_SEED = 0
+
+
+def _unit(x: np.ndarray) -> np.ndarray:
+    return x / np.linalg.norm(x, axis=-1, keepdims=True)
+
+
+def method_scores(Q: np.ndarray, qlangs, P: np.ndarray, plangs, cal: LanguageCalibration) -> np.ndarray:
+    """Neutral scores of every pool vector for every query, via NeutralScorer.offsets."""
+    sc = NeutralScorer(cal)
+    S = Q @ P.T
+    plangs = np.asarray(plangs)
+    uniq = list(dict.fromkeys(plangs.tolist()))
+    for i in range(len(Q)):
+        off = sc.offsets(Q[i], qlangs[i] if qlangs is not None else None)
+        for b in uniq:
+            if off:
+                S[i, plangs == b] += off.get(b, off["und"])
+    return S
+
+
+def fixed_cos(Q, qlangs, P, plangs, mu: dict, s: float) -> np.ndarray:
+    """Brief's baseline: cos(q - s mu_A, d - s mu_B)."""
+    Qc = _unit(Q - s * np.stack([mu[a] for a in qlangs]))
+    Pc = _unit(P - s * np.stack([mu[b] for b in plangs]))
+    return Qc @ Pc.T
+
+
+def overfetch_depth(raw: np.ndarray, neutral: np.ndarray, k: int = 20) -> np.ndarray:
+    """Per query: raw-rank depth a single ANN query must reach to contain the neutral top-k."""
+    order = np.argsort(-raw, axis=1)
+    rank = np.empty_like(order)
+    rows = np.arange(raw.shape[0])[:, None]
+    rank[rows, order] = np.arange(raw.shape[1])[None, :]
+    top = np.argsort(-neutral, axis=1)[:, :k]
+    return rank[rows, top].max(1) + 1
+
+
+def calibrate(P, plangs, pq=None, pq_langs=None) -> LanguageCalibration:
+    cal = LanguageCalibration(P.shape[1])
+    cal.add(P, plangs)
+    if pq is not None:
+        cal.add_pseudo_queries(pq, pq_langs)
+    return cal
+
+
+def tatoeba_study(data: Path, model: str) -> tuple[list, list]:
+    rows, depths = [], []
+    rng = np.random.default_rng(RNG_SEED)
+    for lang in nd.TATOEBA_LANGS:
+        xx, en = nd.tatoeba(data, lang)
+        Q = nd.embed(xx, "query", model, f"tat_{lang}_xx")
+        X = nd.embed(xx, "document", model, f"tat_{lang}_xx")
+        E = nd.embed(en, "document", model, f"tat_{lang}_en")
+        n = len(Q)
+        # pseudo-queries: N_PSEUDO sampled chunks per language, query prompt
+        sx, se = rng.choice(n, min(N_PSEUDO, n), replace=False), rng.choice(n, min(N_PSEUDO, n), replace=False)
+        EQs = nd.embed([en[i] for i in se], "query", model, f"tat_{lang}_en_pq{N_PSEUDO}")
+        P = np.vstack([E, X]).astype(np.float64)
+        plangs = ["eng"] * n + [lang] * n
+        ql = [lang] * n
+        own = (np.arange(n), n + np.arange(n))
+
+        def acc(S):
+            S = S.copy()
+            S[own] = -np.inf
+            return float(np.mean(S.argmax(1) == np.arange(n))), float(np.mean(S.argmax(1) >= n))
+
+        cal = calibrate(P, plangs, np.vstack([Q[sx], EQs]), [lang] * len(sx) + ["eng"] * len(se))
+        mu = {"eng": E.mean(0), lang: X.mean(0)}
+        raw = Q @ P.T
+        r = {"lang": lang, "n": n}
+        r["raw"], r["raw_same"] = acc(raw)
+        for s in (0.5, 0.75, 1.0):
+            r[f"cos{s}"] = acc(fixed_cos(Q, ql, P, plangs, mu, s))[0]
+        r["full"] = acc(raw + (Q @ (X.mean(0) - E.mean(0)))[:, None] * (np.arange(2 * n) < n))[0]
+        Sm = method_scores(Q, ql, P, plangs, cal)
+        r["method"], r["method_same"] = acc(Sm)
+        r["method_unk"] = acc(method_scores(Q, None, P, plangs, cal))[0]
+        # English-only pool: raw vs method calibrated on the English-only collection
+        calE = calibrate(E.astype(np.float64), ["eng"] * n)
+        r["en_raw"] = float(np.mean((Q @ E.T).argmax(1) == np.arange(n)))
+        r["en_method"] = float(np.mean(method_scores(Q, ql, E, ["eng"] * n, calE).argmax(1) == np.arange(n)))
+        S = Sm.copy()
+        S[own] = -np.inf
+        R = raw.copy()
+        R[own] = -np.inf
+        depths.append(overfetch_depth(R, S))
+        rows.append(r)
+        log.info("%s done", lang)
+    return rows, depths
+
+
+def xquad_study(data: Path, model: str) -> tuple[dict, np.ndarray]:
+    rng = np.random.default_rng(RNG_SEED)
+    P, PL, Q, QL, rel, PQ, PQL = [], [], [], [], [], [], []
+    byid: dict[str, list[int]] = {}
+    parts = {}
+    off = 0
+    for lang in nd.XQR_LANGS:
+        s, qid, q, rl = nd.xquad_r(data, lang)
+        P.append(nd.embed(s, "document", model, f"xqr_{lang}_sent"))
+        PL += [lang] * len(s)
+        pick = rng.choice(len(s), N_PSEUDO, replace=False)
+        PQ.append(nd.embed([s[i] for i in pick], "query", model, f"xqr_{lang}_sent_pq{N_PSEUDO}"))
+        PQL += [lang] * N_PSEUDO
+        for i, r_ in zip(qid, rl):
+            byid.setdefault(i, []).append(off + r_)
+        parts[lang] = (q, qid)
+        off += len(s)
+    for lang in nd.XQR_LANGS:
+        q, qid = parts[lang]
+        Q.append(nd.embed(q, "query", model, f"xqr_{lang}_q"))
+        QL += [lang] * len(q)
+        rel += [byid[i] for i in qid]
+    P, Q, PL_a, QL_a = np.vstack(P).astype(np.float64), np.vstack(Q).astype(np.float64), np.array(PL), np.array(QL)
+
+    def metrics(S, k=20):
+        top = np.argsort(-S, axis=1)[:, :k]
+        aps, r1, same = [], [], []
+        for i in range(len(S)):
+            rs, h, ap = set(rel[i]), 0, 0.0
+            for j, d in enumerate(top[i]):
+                if d in rs:
+                    h += 1
+                    ap += h / (j + 1)
+            aps.append(ap / min(len(rs), k))
+            r1.append(top[i][0] in rs)
+            same.append(np.mean(PL_a[top[i][:10]] == QL_a[i]))
+        return {"mAP@20": float(np.mean(aps)), "R@1": float(np.mean(r1)), "same@10": float(np.mean(same))}
+
+    cal = calibrate(P, PL, np.vstack(PQ), PQL)
+    mu = {lang: P[PL_a == lang].mean(0) for lang in nd.XQR_LANGS}
+    raw = Q @ P.T
+    out = {"raw": metrics(raw)}
+    for s in (0.75, 1.0):
+        out[f"cos s={s}"] = metrics(fixed_cos(Q, QL, P, PL, mu, s))
+    Sm = method_scores(Q, QL, P, PL, cal)
+    out["method"] = metrics(Sm)
+    out["method, query lang unknown"] = metrics(method_scores(Q, None, P, PL, cal))
+    for m in (20, 100):
+        sub = []
+        for lang in nd.XQR_LANGS:
+            idx = np.flatnonzero(PL_a == lang)
+            sub.append(rng.choice(idx, m, replace=False))
+        sub = np.concatenate(sub)
+        c = calibrate(P[sub], PL_a[sub].tolist())
+        out[f"method, centroids from {m}/lang"] = metrics(method_scores(Q, QL, P, PL, c))
+    return out, overfetch_depth(raw, Sm)
+
+
+def depth_row(name: str, d: np.ndarray) -> str:
+    qs = np.percentile(d, [50, 90, 99])
+    cover = [np.mean(d <= k) for k in (20, 50, 100, 200, 500)]
+    return (f"| {name} | {qs[0]:.0f} | {qs[1]:.0f} | {qs[2]:.0f} | {d.max()} | "
+            + " | ".join(f"{c:.3f}" for c in cover) + " |")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--data", type=Path, default=Path("/work/shared/data"))
+    ap.add_argument("--model", default="/work/shared/models/multilingual-e5-small-q4")
+    args = ap.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+
+    rows, tdepths = tatoeba_study(args.data, args.model)
+    cols = ["raw", "cos0.5", "cos0.75", "cos1.0", "full", "method", "method_unk", "raw_same",
+            "method_same", "en_raw", "en_method"]
+    print("\n## Tatoeba mixed pool, acc@1 (pool = all English + other xx sentences)\n")
+    print("cosK = cos(q - K mu_A, d - K mu_B); full = unclipped centring <q, d - mu_B>; "
+          "method = clipped lift; method_unk = query language estimated; *_same = top-1 in query "
+          "language; en_* = English-only pool\n")
+    print("| lang | " + " | ".join(cols) + " |")
+    print("|---" * (len(cols) + 1) + "|")
+    for r in rows:
+        print(f"| {r['lang']} | " + " | ".join(f"{r[c]:.3f}" for c in cols) + " |")
+    worst = min(r["method"] - r["raw"] for r in rows)
+    print(f"\nworst method - raw: {worst:+.3f}; worst method_unk - raw: "
+          f"{min(r['method_unk'] - r['raw'] for r in rows):+.3f}")
+
+    xq, xdepth = xquad_study(args.data, args.model)
+    print("\n## XQuAD-R en+ru+de+es sentence pool\n")
+    print("| scoring | mAP@20 | R@1 | same-language@10 |\n|---|---|---|---|")
+    for k, v in xq.items():
+        print(f"| {k} | {v['mAP@20']:.3f} | {v['R@1']:.3f} | {v['same@10']:.3f} |")
+
+    print("\n## Single-ANN over-fetch: raw-rank depth holding the exact neutral top-20\n")
+    print("| pool | p50 | p90 | p99 | max | share<=20 | <=50 | <=100 | <=200 | <=500 |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
+    print(depth_row("XQuAD-R 4 langs (4890 chunks)", xdepth))
+    print(depth_row("Tatoeba 16 pools (~2000 chunks each)", np.concatenate(tdepths)))
+
+
+if __name__ == "__main__":
+    main()

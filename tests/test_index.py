@@ -1,0 +1,80 @@
+import numpy as np
+import pytest
+
+from babelrank.neutral import LanguageCalibration
+from babelrank.store import CALIBRATION_KEY
+
+UK = ["Червоний автомобіль стоїть біля будинку.", "Синій будинок біля річки.", "Чайник кипить на кухні щоранку.",
+      "Старий міст відремонтували минулого літа.", "Бібліотека відкривається о дев'ятій ранку."]
+EN = ["The red car is parked outside the house.", "A blue house stands by the river.", "The kettle boils in the kitchen.",
+      "The old bridge was repaired last summer.", "The library opens at nine in the morning."]
+
+
+def _texts(n: int) -> tuple[list[str], list[str]]:
+    texts, ids = [], []
+    for i in range(n):
+        texts += [f"{UK[i % 5]} {i}", f"{EN[i % 5]} {i}"]
+        ids += [f"uk{i}", f"en{i}"]
+    return texts, ids
+
+
+def _same(a: LanguageCalibration, b: LanguageCalibration) -> None:
+    assert a.counts == b.counts
+    for lang in a.counts:
+        assert np.allclose(a._chunks.sums[lang], b._chunks.sums[lang], atol=1e-6)
+
+
+def test_calibration_follows_adds_changes_and_deletes_exactly(make_index) -> None:
+    index = make_index(expected_languages=("uk", "en"))
+    texts, ids = _texts(30)
+    index.ingest_texts(texts[:40], ids=ids[:40])
+    index.ingest_texts(texts[40:], ids=ids[40:])
+    index.ingest_texts(["Зовсім новий текст про річку.", "A completely new text."], ids=["uk3", "en7"])  # changes
+    index.delete(["uk5", "en9", "uk11"])
+    kept = LanguageCalibration.from_dict(index.store.get_meta(CALIBRATION_KEY)["calibration"])
+    _same(kept, index.calibration.rebuild())
+    assert sum(kept.counts.values()) == index.store.count() == 57
+    info = index.info()["neutral"]
+    assert info["active"] and info["calibration"]["uk"]["centroid"] and info["calibration"]["en"]["chunks"] >= 28
+
+
+def test_a_write_killed_half_way_is_recalibrated_on_open(make_index, tmp_path) -> None:
+    index = make_index(collection="dirty-one")
+    texts, ids = _texts(25)
+    index.ingest_texts(texts, ids=ids)
+    good = index.calibration.calibration
+    index.calibration.before_write()  # as if the process died right after this
+    index.close()
+    reopened = make_index(collection="dirty-one")
+    _same(reopened.calibration.calibration, good)
+    assert reopened.store.get_meta(CALIBRATION_KEY)["dirty"] is False
+
+
+def test_neutral_search_is_exact_against_brute_force(make_index) -> None:
+    index = make_index(neutral="on", top_k=10, rerank_model="none")
+    texts, ids = _texts(30)
+    index.ingest_texts(texts, ids=ids)
+    scorer = index.neutral_scorer()
+    assert scorer is not None and set(scorer.languages) >= {"uk", "en"}
+    res = index.store.collection.get(include=["embeddings", "metadatas"])
+    vectors = np.asarray(res["embeddings"], dtype=np.float32)
+    languages = [m["language"] for m in res["metadatas"]]
+    for query in ("червоний автомобіль", "the kettle", "бібліотека"):
+        q = index.encoder.encode_queries([query])[0]
+        lang = index.detector.detect(query).language
+        exact = scorer.rescore(q, lang, vectors, languages)
+        got = index.search_vectors(q, lang, 10, None, scorer)
+        assert [h.score for h in got] == pytest.approx(sorted(exact, reverse=True)[:10], abs=1e-5)
+        by_id = dict(zip(res["ids"], exact))
+        assert all(h.score == pytest.approx(by_id[h.id], abs=1e-5) for h in got)
+
+
+def test_one_language_collection_ranks_exactly_as_raw(make_index) -> None:
+    index = make_index(neutral="auto", rerank_model="none")
+    index.ingest_texts([f"{t} {i}" for i in range(6) for t in EN], ids=[f"e{i}-{j}" for i in range(6) for j in range(5)])
+    assert index.neutral_scorer() is None  # auto: off with one language
+    forced = make_index(neutral="on", rerank_model="none", collection=index.store.name)
+    for query in ("red car", "library", "river"):
+        raw = [(n.node.id_, round(n.score, 5)) for n in index.query(query, top_n=10, neutral=False)]
+        neutral = [(n.node.id_, round(n.score, 5)) for n in forced.query(query, top_n=10)]
+        assert raw == neutral

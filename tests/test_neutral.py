@@ -1,0 +1,149 @@
+"""Unit tests for babelrank.neutral on synthetic vectors (fast, no model)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from babelrank.neutral import LanguageCalibration, NeutralScorer
+
+DIM = 64
+
+
+def _unit(x: np.ndarray) -> np.ndarray:
+    return x / np.linalg.norm(x, axis=-1, keepdims=True)
+
+
+def _world(n: int = 300, bias: float = 0.9, seed: int = 0):
+    """Parallel content in English ("en"), a biased language ("bb") and an unbiased one ("uu").
+
+    Every chunk = content + its language offset. "bb" queries carry the "bb" offset too (the
+    model prefers the query's own language); "uu" queries carry none (no preference).
+    """
+    rng = np.random.default_rng(seed)
+    content = _unit(rng.normal(size=(n, DIM)))
+    off = {k: bias * _unit(rng.normal(size=DIM)) for k in ("en", "bb", "uu")}
+    docs = {k: _unit(content + o + 0.25 * _unit(rng.normal(size=(n, DIM)))) for k, o in off.items()}
+    noise = 0.25 * _unit(rng.normal(size=(n, DIM)))
+    queries = {"bb": _unit(content + off["bb"] + noise), "uu": _unit(content + noise)}
+    return docs, queries
+
+
+def _acc(S: np.ndarray, n: int) -> float:
+    """Top-1 is the English translation (first n columns); own-language twin excluded."""
+    S = S.copy()
+    S[np.arange(n), n + np.arange(n)] = -np.inf
+    return float(np.mean(S.argmax(1) == np.arange(n)))
+
+
+def _scores(scorer: NeutralScorer, Q, qlang, P, plangs) -> np.ndarray:
+    return np.stack([scorer.rescore(q, qlang, P, plangs) for q in Q])
+
+
+def test_add_remove_equals_from_scratch():
+    rng = np.random.default_rng(1)
+    v = _unit(rng.normal(size=(100, DIM)))
+    langs = ["en"] * 40 + ["uk"] * 35 + ["und"] * 25
+    cal = LanguageCalibration(DIM, min_count=5)
+    cal.add(v, langs)
+    cal.remove(v[:30], langs[:30])
+    cal.remove(v[60:70], langs[60:70])
+    keep = list(range(30, 60)) + list(range(70, 100))
+    ref = LanguageCalibration(DIM, min_count=5)
+    ref.add(v[keep], [langs[i] for i in keep])
+    assert cal.counts == ref.counts
+    for lang in ("en", "uk"):
+        assert np.allclose(cal.centroid(lang), ref.centroid(lang), atol=1e-12)
+    assert cal.centroid("und") is None
+    assert np.allclose(cal.global_centroid(), ref.global_centroid())
+    with pytest.raises(ValueError):
+        cal.remove(v[:50], ["en"] * 50)
+
+
+def test_min_count_and_round_trip():
+    rng = np.random.default_rng(2)
+    cal = LanguageCalibration(DIM, min_count=20)
+    cal.add(_unit(rng.normal(size=(25, DIM))), ["en"] * 25)
+    cal.add(_unit(rng.normal(size=(5, DIM))), ["uk"] * 5)
+    cal.add_pseudo_queries(_unit(rng.normal(size=(20, DIM))), ["en"] * 20)
+    assert cal.centroid("uk") is None and cal.centroid("en") is not None
+    back = LanguageCalibration.from_dict(json.loads(json.dumps(cal.to_dict())))
+    assert back.counts == cal.counts and back.min_count == 20
+    assert np.array_equal(back.centroid("en"), cal.centroid("en"))
+    assert np.array_equal(back.pseudo_query_centroid("en"), cal.pseudo_query_centroid("en"))
+
+
+def test_one_language_collection_is_raw():
+    docs, queries = _world()
+    P = docs["en"]
+    cal = LanguageCalibration(DIM)
+    cal.add(P, ["en"] * len(P))
+    sc = NeutralScorer(cal)
+    for q in queries["bb"][:20]:
+        for lang in ("en", None, "und", "uk"):
+            assert np.allclose(sc.rescore(q, lang, P, ["en"] * len(P)), P @ q)
+
+
+def test_recovers_planted_bias_and_spares_unbiased_language():
+    docs, queries = _world()
+    n = len(docs["en"])
+    mean_lift = {}
+    for lang, expect_gain in (("bb", True), ("uu", False)):
+        P = np.vstack([docs["en"], docs[lang]])
+        plangs = ["en"] * n + [lang] * n
+        cal = LanguageCalibration(DIM)
+        cal.add(P, plangs)
+        sc = NeutralScorer(cal)
+        Q = queries[lang]
+        raw = _acc(Q @ P.T, n)
+        neutral = _acc(_scores(sc, Q, lang, P, plangs), n)
+        mean_lift[lang] = np.mean([sc.offsets(q, lang)["en"] for q in Q])
+        if expect_gain:
+            assert raw < 0.5 and neutral > 0.9, (raw, neutral)
+        else:
+            assert abs(neutral - raw) <= 0.01, (raw, neutral)
+    assert mean_lift["uu"] < 0.1 * mean_lift["bb"], mean_lift
+
+
+def test_unknown_query_language_is_estimated():
+    docs, queries = _world()
+    n = len(docs["en"])
+    P = np.vstack([docs["en"], docs["bb"]])
+    plangs = ["en"] * n + ["bb"] * n
+    cal = LanguageCalibration(DIM)
+    cal.add(P, plangs)
+    cal.add_pseudo_queries(queries["bb"][:50], ["bb"] * 50)  # query-prompt samples of own chunks
+    cal.add_pseudo_queries(_unit(docs["en"][:50]), ["en"] * 50)
+    sc = NeutralScorer(cal)
+    assert all(sc.estimate_language(q) == "bb" for q in queries["bb"][:50])
+    S_known = _scores(sc, queries["bb"], "bb", P, plangs)
+    S_unknown = _scores(sc, queries["bb"], None, P, plangs)
+    assert np.allclose(S_known, S_unknown)
+
+
+def test_rescore_consistent_with_query_vector_per_language():
+    """Per-language top-k by the ANN vector, merged after rescore == exact top-k."""
+    docs, queries = _world(n=200)
+    P = np.vstack([docs["en"], docs["bb"], docs["uu"][:10]])
+    plangs = np.array(["en"] * 200 + ["bb"] * 200 + ["und"] * 10)
+    cal = LanguageCalibration(DIM)
+    cal.add(P, plangs.tolist())
+    sc = NeutralScorer(cal)
+    k = 20
+    for q in queries["bb"][:25]:
+        exact = sc.rescore(q, "bb", P, plangs.tolist())
+        qv = sc.query_vector(q, "bb")
+        assert np.isclose(np.linalg.norm(qv), 1.0, atol=1e-6)
+        pooled = []
+        for lang in np.unique(plangs):
+            idx = np.flatnonzero(plangs == lang)
+            ann = idx[np.argsort(-(P[idx] @ qv))[:k]]  # one filtered ANN query per language
+            # within a language the neutral score is the ANN score plus a constant
+            d = exact[idx] - P[idx] @ q
+            assert np.allclose(d, d[0])
+            pooled.append(ann)
+        pooled = np.concatenate(pooled)
+        merged = pooled[np.argsort(-sc.rescore(q, "bb", P[pooled], plangs[pooled].tolist()))[:k]]
+        assert set(merged) == set(np.argsort(-exact)[:k])
