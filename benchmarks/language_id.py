@@ -1,6 +1,6 @@
 """Language-identification benchmark: accuracy and speed per backend.
 
-    python benchmarks/language_id.py --data /work/shared/data [--no-lingua]
+    python benchmarks/language_id.py --data ../shared/data [--no-lingua]
 
 Sentences: Tatoeba (LASER) uk / ru / en, 1000 each. Chunks: 5-8 consecutive Tatoeba
 sentences joined, plus XQuAD paragraphs (en, ru; de and es only when no language is

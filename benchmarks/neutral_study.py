@@ -1,8 +1,8 @@
 """Language-neutral scoring study: Tatoeba mixed pool and XQuAD-R (en+ru+de+es).
 
 Usage:
-    python benchmarks/neutral_study.py --data /work/shared/data \
-        --model /work/shared/models/multilingual-e5-small-q4
+    python benchmarks/neutral_study.py --data ../shared/data \
+        --model ../shared/models/multilingual-e5-small-q4
 
 Embeddings are cached as .npy under $NEUTRAL_CACHE (default /tmp/neutral_cache). Every
 calibration is computed from the evaluated pool itself (the product setting).
@@ -11,6 +11,7 @@ calibration is computed from the evaluated pool itself (the product setting).
 from __future__ import annotations
 
 import argparse
+import os
 import logging
 import sys
 from pathlib import Path
@@ -185,8 +186,8 @@ def depth_row(name: str, d: np.ndarray) -> str:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--data", type=Path, default=Path("/work/shared/data"))
-    ap.add_argument("--model", default="/work/shared/models/multilingual-e5-small-q4")
+    ap.add_argument("--data", type=Path, default=os.environ.get("BABELRANK_TEST_DATA"), required="BABELRANK_TEST_DATA" not in os.environ)
+    ap.add_argument("--model", default=os.path.join(os.environ.get("BABELRANK_TEST_MODELS", ""), "multilingual-e5-small-q4"))
     args = ap.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(message)s")
 

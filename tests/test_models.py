@@ -47,3 +47,40 @@ def test_cross_encoder_returns_raw_logits(tiny_models: dict[str, Path]) -> None:
     logits = ce.logits("red car", ["червоний автомобіль", "a blue house", "x " * 300])
     assert logits.shape == (3,)
     assert ce.truncated == 1
+
+
+def test_labse_shape_cls_dense_normalize(tmp_path: Path) -> None:
+    from tiny_models import build_bi_encoder
+
+    enc = load_bi_encoder(str(build_bi_encoder(tmp_path / "labse-like", dim=48, pooling="cls")), device="cpu")
+    assert enc.dimension == 48 and (enc.query_prompt, enc.document_prompt) == ("", "")
+    vecs = enc.encode_documents(["червоний автомобіль", "red car"])
+    assert np.allclose(np.linalg.norm(vecs, axis=1), 1.0, atol=1e-5)
+
+
+def test_raw_bert_folder_embeds_as_normalised_pooler_output(tmp_path: Path) -> None:
+    import torch
+    from tiny_models import build_raw_bert
+    from transformers import AutoModel, AutoTokenizer
+
+    folder = build_raw_bert(tmp_path / "smaller-labse-like")
+    enc = load_bi_encoder(str(folder), device="cpu")
+    texts = ["Червоний автомобіль стоїть біля будинку.", "The red car is parked."]
+    got = enc.encode_documents(texts)
+    tok, bert = AutoTokenizer.from_pretrained(folder), AutoModel.from_pretrained(folder).eval()
+    with torch.no_grad():
+        pooled = bert(**tok(texts, padding=True, return_tensors="pt")).pooler_output
+    want = torch.nn.functional.normalize(pooled, dim=-1).numpy()
+    assert np.allclose(got, want, atol=1e-5)
+
+
+def test_short_context_model_gets_chunks_that_fit(tmp_path: Path, make_index) -> None:
+    """Like paraphrase-multilingual-MiniLM-L12-v2 (128 tokens): chunks fit, nothing is cut."""
+    from tiny_models import build_bi_encoder
+
+    folder = build_bi_encoder(tmp_path / "short-context", max_seq_length=24)
+    index = make_index(embed_model=str(folder), rerank_model="none")
+    enc = index.encoder
+    assert index.chunker.max_tokens == 24 - enc.special_tokens() - enc.prompt_tokens(enc.document_prompt)
+    report = index.ingest_texts(["Червоний автомобіль стоїть біля будинку на вулиці. " * 20])
+    assert report.chunks_written > 5 and report.truncated == 0

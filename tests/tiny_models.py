@@ -81,9 +81,14 @@ def build_bi_encoder(
     dim: int = 32,
     max_seq_length: int = 64,
     prompts: dict[str, str] | None = None,
+    pooling: str = "mean",
     seed: int = 0,
 ) -> Path:
-    """Write a sentence-transformers bi-encoder (BERT -> mean pooling -> normalize) to `path`."""
+    """Write a sentence-transformers bi-encoder (BERT -> pooling [-> dense] -> normalize) to `path`.
+
+    `pooling="cls"` with `dim` different from the hidden size gives LaBSE's shape
+    (CLS pooling, dense projection with tanh, normalize).
+    """
     from sentence_transformers import SentenceTransformer
     from sentence_transformers import models as st_models
 
@@ -94,9 +99,9 @@ def build_bi_encoder(
     tokenizer.save_pretrained(raw)
     transformer = st_models.Transformer(str(raw), max_seq_length=max_seq_length)
     hidden = _embedding_dimension(transformer)
-    modules = [transformer, st_models.Pooling(hidden, "mean")]
+    modules = [transformer, st_models.Pooling(hidden, pooling)]
     if dim != hidden:
-        modules.append(st_models.Dense(hidden, dim))
+        modules.append(st_models.Dense(hidden, dim, activation_function=torch.nn.Tanh()))
     modules.append(st_models.Normalize())
     model = SentenceTransformer(modules=modules, prompts=prompts or {}, device="cpu")
     model.save(str(path))

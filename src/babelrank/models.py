@@ -32,6 +32,7 @@ PRESETS: dict[str, Preset] = {
     "e5-base": Preset("intfloat/multilingual-e5-base", "bi", "query: ", "passage: "),
     "e5-large": Preset("intfloat/multilingual-e5-large", "bi", "query: ", "passage: "),
     "labse": Preset("sentence-transformers/LaBSE", "bi"),
+    "smaller-labse": Preset("setu4993/smaller-LaBSE", "bi"),
     "minilm": Preset("sentence-transformers/paraphrase-multilingual-MiniLM-L12-v2", "bi"),
     "mmarco-minilm": Preset("cross-encoder/mmarco-mMiniLMv2-L12-H384-v1", "cross"),
 }
@@ -126,6 +127,31 @@ def _load(cls: type, name: str, model_dir: Path | None, kind: str, **kwargs: Any
     return model, location, preset
 
 
+def _raw_transformer(location: str, device: str) -> Any:
+    """A sentence-transformers model over a bare Hugging Face encoder folder (no modules.json).
+
+    BERT-style models with a trained pooler (e.g. smaller-LaBSE) embed as the pooler output
+    (tanh(dense(CLS))), L2-normalised; models without pooler weights use mean pooling.
+    """
+    import torch
+    from sentence_transformers import SentenceTransformer
+    from sentence_transformers import models as st_models
+
+    transformer = st_models.Transformer(location)
+    hidden = transformer.auto_model.config.hidden_size
+    pooler = getattr(transformer.auto_model, "pooler", None)
+    dense = getattr(pooler, "dense", None)
+    if dense is not None and bool(torch.count_nonzero(dense.weight)):
+        head = st_models.Dense(hidden, hidden, bias=True, activation_function=torch.nn.Tanh())
+        head.linear.load_state_dict(dense.state_dict())
+        modules = [transformer, st_models.Pooling(hidden, "cls"), head, st_models.Normalize()]
+        logger.info("%s has no sentence-transformers config: using its pooler output", location)
+    else:
+        modules = [transformer, st_models.Pooling(hidden, "mean"), st_models.Normalize()]
+        logger.info("%s has no sentence-transformers config and no pooler: using mean pooling", location)
+    return SentenceTransformer(modules=modules, device=device)
+
+
 def _hub_offline() -> bool:
     return os.environ.get("HF_HUB_OFFLINE", "").lower() in {"1", "true", "yes"}
 
@@ -216,7 +242,13 @@ def load_bi_encoder(name: str, *, model_dir: Path | None = None, device: str = "
     from sentence_transformers import SentenceTransformer
 
     dev = pick_device(device)
-    model, location, preset = _load(SentenceTransformer, name, model_dir, "embedding model", device=dev)
+    location, _ = resolve_model(name, model_dir)
+    folder = Path(location)
+    if folder.is_dir() and not (folder / "modules.json").exists() and (folder / "config.json").exists():
+        with _quiet_loading():
+            model, preset = _raw_transformer(location, dev), resolve_model(name, model_dir)[1]
+    else:
+        model, location, preset = _load(SentenceTransformer, name, model_dir, "embedding model", device=dev)
     if dev.startswith("cuda"):
         model.half()
     logger.info("loaded embedding model %s from %s on %s", name, location, dev)
