@@ -1,0 +1,685 @@
+"""HTTP service: a FastAPI app over one `BabelIndex` (``babelrank serve`` runs it with uvicorn).
+
+Endpoints (see ``/docs`` for the OpenAPI schema):
+
+* ``POST   /v1/query``                 search: both scores, languages, metadata, timings
+* ``POST   /v1/documents``             ingest JSON texts or multipart-uploaded files
+* ``DELETE /v1/documents/{doc_id}``    delete one document
+* ``GET    /v1/collections``           collection statistics
+* ``GET    /health``                   liveness (never needs the token)
+
+Design:
+
+* Models load once, at start-up (lifespan), before the first request is accepted.
+* All model and store work runs on one dedicated worker thread, so the event loop is never
+  blocked. One thread, because the tokenizers and lazily-initialised parts of the core are not
+  safe to share between threads; requests queue in FIFO order behind it. Writes (ingest,
+  delete) are additionally serialised with an `asyncio.Lock`.
+* Errors are JSON ``{"error": {"type": ..., "message": ...}}`` (422 validation errors add
+  ``"details"``), with the status codes listed in `ERROR_TYPES`.
+* Server-only settings (`ServerSettings`) come from ``BABELRANK_API_TOKEN``,
+  ``BABELRANK_MAX_BODY_BYTES`` and ``BABELRANK_MAX_QUERY_CHARS``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import json
+import logging
+import os
+import secrets
+import tempfile
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, AsyncIterator, Callable, Mapping, TypeVar
+
+from fastapi import FastAPI, HTTPException, Request
+from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, ValidationError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from babelrank import __version__
+from babelrank.cli import result_dict
+from babelrank.config import ENV_PREFIX, Settings
+from babelrank.errors import (
+    BabelrankError,
+    ConfigError,
+    ModelMismatchError,
+    ModelNotFoundError,
+    SourceError,
+    StoreLockedError,
+)
+
+logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+#: Status code and error ``type`` of each failure, as documented in docs/interfaces.md.
+ERROR_TYPES: dict[str, int] = {
+    "bad_request": 400,
+    "unauthorized": 401,
+    "not_found": 404,
+    "method_not_allowed": 405,
+    "model_mismatch": 409,
+    "payload_too_large": 413,
+    "unsupported_media_type": 415,
+    "validation_error": 422,
+    "internal_error": 500,
+    "not_ready": 503,
+    "store_locked": 503,
+    "store_unavailable": 503,
+    "model_unavailable": 503,
+}
+_STATUS_TYPES = {400: "bad_request", 401: "unauthorized", 404: "not_found", 405: "method_not_allowed",
+                 413: "payload_too_large", 415: "unsupported_media_type", 422: "validation_error"}
+SERVE_CONFIG_ENV = ENV_PREFIX + "SERVE_CONFIG"  # JSON settings handed to `uvicorn --workers` processes
+
+
+# ---- settings ----------------------------------------------------------------------------
+@dataclass(frozen=True)
+class ServerSettings:
+    """Settings of the HTTP layer only (the index is configured by `Settings`).
+
+    Attributes:
+        api_token: when set, every endpoint except ``/health`` needs ``Authorization: Bearer <token>``
+            (env ``BABELRANK_API_TOKEN``).
+        max_body_bytes: largest request body accepted; larger ones get 413
+            (env ``BABELRANK_MAX_BODY_BYTES``, default 10 MiB).
+        max_query_chars: longest query accepted; longer ones get 422
+            (env ``BABELRANK_MAX_QUERY_CHARS``, default 2000).
+    """
+
+    api_token: str | None = None
+    max_body_bytes: int = 10 * 1024 * 1024
+    max_query_chars: int = 2000
+
+    def __post_init__(self) -> None:
+        if self.max_body_bytes < 1:
+            raise ConfigError(f"max_body_bytes must be >= 1, got {self.max_body_bytes}")
+        if self.max_query_chars < 1:
+            raise ConfigError(f"max_query_chars must be >= 1, got {self.max_query_chars}")
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> "ServerSettings":
+        """Read ``BABELRANK_API_TOKEN`` / ``_MAX_BODY_BYTES`` / ``_MAX_QUERY_CHARS``; keywords win."""
+        env = os.environ if env is None else env
+        values: dict[str, Any] = {}
+        for f in dataclasses.fields(cls):
+            raw = env.get(ENV_PREFIX + f.name.upper())
+            if raw:
+                values[f.name] = raw
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        unknown = set(values) - {f.name for f in dataclasses.fields(cls)}
+        if unknown:
+            raise ConfigError(f"unknown server setting(s): {', '.join(sorted(unknown))}")
+        for name in ("max_body_bytes", "max_query_chars"):
+            if name in values:
+                try:
+                    values[name] = int(values[name])
+                except (TypeError, ValueError):
+                    raise ConfigError(f"{name} must be an integer, got {values[name]!r}") from None
+        if "api_token" in values:
+            values["api_token"] = str(values["api_token"]).strip() or None
+        return cls(**values)
+
+
+# ---- request / response models -----------------------------------------------------------
+class QueryRequest(BaseModel):
+    """A search request."""
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    query: str = Field(min_length=1, description="The query text, any language.")
+    k: int | None = Field(None, ge=1, le=1000, validation_alias=AliasChoices("k", "top_k"),
+                          description="Candidates fetched from the vector store (default: setting top_k).")
+    top_n: int | None = Field(None, ge=1, le=200, description="Results returned (default: setting top_n).")
+    languages: list[str] | None = Field(None, description="Only chunks in these languages (ISO 639-1), e.g. [\"uk\", \"ru\"].")
+    where: dict[str, Any] | None = Field(None, description="Chroma metadata filter, e.g. {\"topic\": \"places\"}.")
+    rerank: bool | None = Field(None, description="Cross-encoder rerank; null = as configured.")
+    min_score: float | None = Field(None, description="Drop results whose final score is lower.")
+
+
+class QueryHit(BaseModel):
+    rank: int
+    id: str = Field(description="Chunk id.")
+    doc_id: str
+    text: str
+    score: float | None = Field(description="Final score: rerank_score when rerank ran, else retrieval_score.")
+    retrieval_score: float | None = Field(description="Cosine similarity of query and chunk.")
+    rerank_score: float | None = Field(description="Sigmoid of the cross-encoder logit (null without rerank).")
+    rerank_logit: float | None = None
+    language: str | None
+    language_confidence: float | None = None
+    source: str | None
+    chunk_index: int | None
+    char_start: int | None = None
+    char_end: int | None = None
+    metadata: dict[str, Any] = Field(description="The document's own metadata.")
+
+
+class QueryResponse(BaseModel):
+    query: str
+    query_language: str
+    query_language_confidence: float
+    timings: dict[str, float] = Field(description="Seconds per stage (embed, search, rerank, total).")
+    results: list[QueryHit]
+
+
+class DocumentIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    id: str | None = Field(None, min_length=1, max_length=1024, description="Stable id; default: hash of the text.")
+    text: str = Field(min_length=1)
+    metadata: dict[str, Any] = Field(default_factory=dict)
+    source: str | None = Field(None, description="Where the text comes from (shown in results); default \"text\".")
+
+
+class DocumentsIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    documents: list[DocumentIn] = Field(min_length=1, max_length=10_000)
+
+
+class IngestResponse(BaseModel):
+    documents: int
+    added: int
+    updated: int
+    unchanged: int
+    deleted: int
+    chunks_written: int
+    chunks_embedded: int
+    chunks_deleted: int
+    truncated: int
+    languages: dict[str, int]
+    skipped: list[dict[str, str]]
+    seconds: float
+
+
+class DeleteResponse(BaseModel):
+    doc_id: str
+    chunks_deleted: int
+
+
+class CollectionsResponse(BaseModel):
+    collections: list[dict[str, Any]]
+
+
+class ErrorBody(BaseModel):
+    type: str = Field(description="Machine-readable kind, e.g. validation_error, unauthorized, not_found.")
+    message: str
+    details: list[dict[str, Any]] | None = Field(None, description="Per-field problems (validation errors only).")
+
+
+class ErrorResponse(BaseModel):
+    error: ErrorBody
+
+
+_ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
+    401: {"model": ErrorResponse, "description": "Missing or wrong bearer token (when BABELRANK_API_TOKEN is set)"},
+    413: {"model": ErrorResponse, "description": "Request body over the limit"},
+    422: {"model": ErrorResponse, "description": "Invalid request"},
+    503: {"model": ErrorResponse, "description": "Not ready, or the store/model is unavailable"},
+}
+
+
+class HealthResponse(BaseModel):
+    status: str
+    version: str
+
+
+# ---- errors ------------------------------------------------------------------------------
+class ApiError(Exception):
+    """An error answered as ``{"error": {"type", "message"}}`` with the status of its type."""
+
+    def __init__(self, type_: str, message: str, details: Any = None) -> None:
+        super().__init__(message)
+        self.type = type_
+        self.status = ERROR_TYPES[type_]
+        self.message = message
+        self.details = details
+
+
+class _BodyTooLarge(HTTPException):
+    def __init__(self, limit: int) -> None:
+        super().__init__(413, f"request body is larger than {limit} bytes")
+
+
+def error_response(status: int, type_: str, message: str, details: Any = None, headers: Mapping[str, str] | None = None) -> JSONResponse:
+    """The one error shape of this service."""
+    body: dict[str, Any] = {"type": type_, "message": message}
+    if details is not None:
+        body["details"] = jsonable_encoder(details)
+    return JSONResponse({"error": body}, status_code=status, headers=dict(headers or {}))
+
+
+def classify(exc: BaseException) -> ApiError:
+    """Map an exception from the core to an `ApiError` (message kept, type by class)."""
+    if isinstance(exc, ApiError):
+        return exc
+    if isinstance(exc, StoreLockedError):
+        return ApiError("store_locked", str(exc))
+    if isinstance(exc, ModelMismatchError):
+        return ApiError("model_mismatch", str(exc))
+    if isinstance(exc, ModelNotFoundError):
+        return ApiError("model_unavailable", str(exc))
+    if isinstance(exc, (ConfigError, SourceError, ValueError)) or _chroma_bad_input(exc):
+        return ApiError("validation_error", str(exc))
+    if isinstance(exc, ConnectionError):
+        return ApiError("store_unavailable", str(exc))
+    if isinstance(exc, BabelrankError):
+        return ApiError("internal_error", str(exc))
+    return ApiError("internal_error", f"internal error ({type(exc).__name__}); see the server log")
+
+
+def _chroma_bad_input(exc: BaseException) -> bool:
+    """Chroma's own 4xx errors (e.g. an invalid `where` filter), which are not ValueErrors."""
+    if not type(exc).__module__.startswith("chromadb"):
+        return False
+    try:
+        return 400 <= int(exc.code()) < 500  # type: ignore[attr-defined]
+    except Exception:
+        return False
+
+
+def _install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(ApiError)
+    async def _api_error(request: Request, exc: ApiError) -> JSONResponse:
+        return error_response(exc.status, exc.type, exc.message, exc.details)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        type_ = _STATUS_TYPES.get(exc.status_code, "bad_request" if exc.status_code < 500 else "internal_error")
+        message = exc.detail if isinstance(exc.detail, str) else json.dumps(jsonable_encoder(exc.detail))
+        return error_response(exc.status_code, type_, message, headers=getattr(exc, "headers", None))
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
+        errors = [{k: v for k, v in e.items() if k in ("loc", "msg", "type")} for e in exc.errors()]
+        first = errors[0] if errors else {}
+        where = ".".join(str(p) for p in first.get("loc", ()) if p != "body")
+        message = f"{where}: {first.get('msg', 'invalid request')}" if where else str(first.get("msg", "invalid request"))
+        return error_response(422, "validation_error", message, errors)
+
+    async def _core_error(request: Request, exc: Exception) -> JSONResponse:
+        err = classify(exc)
+        if err.status >= 500:
+            logger.error("%s %s failed: %s", request.method, request.url.path, exc, exc_info=err.type == "internal_error")
+        return error_response(err.status, err.type, err.message)
+
+    handled: list[type] = [BabelrankError, ValueError, ConnectionError, Exception]
+    try:
+        from chromadb.errors import ChromaError
+
+        handled.append(ChromaError)
+    except ImportError:  # pragma: no cover
+        pass
+    for exc_type in handled:
+        app.add_exception_handler(exc_type, _core_error)
+
+
+# ---- ASGI middleware ---------------------------------------------------------------------
+class BearerAuthMiddleware:
+    """Require ``Authorization: Bearer <token>`` on every HTTP path except those exempt."""
+
+    def __init__(self, app: ASGIApp, token: str | None, exempt: tuple[str, ...] = ("/health",)) -> None:
+        self.app = app
+        self.token = token.encode() if token else None
+        self.exempt = exempt
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or self.token is None or scope["path"] in self.exempt:
+            await self.app(scope, receive, send)
+            return
+        header = dict(scope.get("headers") or ()).get(b"authorization", b"")
+        scheme, _, given = header.partition(b" ")
+        if scheme.lower() == b"bearer" and secrets.compare_digest(given.strip(), self.token):
+            await self.app(scope, receive, send)
+            return
+        message = "missing bearer token" if not header else "invalid bearer token"
+        response = error_response(401, "unauthorized", f"{message}: send 'Authorization: Bearer <BABELRANK_API_TOKEN>'",
+                                  headers={"WWW-Authenticate": "Bearer"})
+        await response(scope, receive, send)
+
+
+class BodyLimitMiddleware:
+    """Answer 413 to request bodies over `max_bytes` (by Content-Length, or while streaming)."""
+
+    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        too_large = error_response(413, "payload_too_large", f"request body is larger than {self.max_bytes} bytes")
+        length = dict(scope.get("headers") or ()).get(b"content-length")
+        if length is not None:
+            try:
+                if int(length) > self.max_bytes:
+                    await too_large(scope, receive, send)
+                    return
+            except ValueError:
+                await error_response(400, "bad_request", "invalid Content-Length header")(scope, receive, send)
+                return
+        received = 0
+        started = False
+
+        async def limited_receive() -> Message:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.max_bytes:
+                    raise _BodyTooLarge(self.max_bytes)
+            return message
+
+        async def tracking_send(message: Message) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+            await send(message)
+
+        try:
+            await self.app(scope, limited_receive, tracking_send)
+        except _BodyTooLarge:
+            if not started:
+                await too_large(scope, receive, send)
+
+
+# ---- the service -------------------------------------------------------------------------
+class Service:
+    """The index plus the machinery that keeps model work off the event loop."""
+
+    def __init__(self, settings: Settings, server: ServerSettings, index: Any = None) -> None:
+        self.settings = settings
+        self.server = server
+        self.index = index
+        self.owns_index = index is None
+        self.write_lock: asyncio.Lock | None = None
+        self.executor: ThreadPoolExecutor | None = None
+
+    async def start(self) -> None:
+        self.write_lock = asyncio.Lock()  # created inside the serving event loop
+        self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="babelrank-model")
+        try:
+            if self.index is None:
+                from babelrank.index import BabelIndex
+
+                self.index = await self.run(BabelIndex, self.settings)
+            # load the reranker now (once), not on the first query
+            await self.run(self.index.reranker)
+        except BaseException as exc:
+            if isinstance(exc, StoreLockedError):
+                logger.error("cannot start: %s", exc)
+            await self.stop()
+            raise
+        logger.info("ready: collection %r at %s", self.index.store.name, self.index.store.location)
+
+    async def stop(self) -> None:
+        if self.executor is not None:
+            executor, self.executor = self.executor, None
+            await asyncio.to_thread(executor.shutdown, wait=True)  # lets running work finish
+        if self.owns_index and self.index is not None:
+            self.index.close()
+            self.index = None
+
+    async def run(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        """Run blocking model/store work on the model thread."""
+        if self.executor is None:
+            raise ApiError("not_ready", "the service is not started (its lifespan has not run)")
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self.executor, lambda: fn(*args, **kwargs))
+
+    def writing(self) -> asyncio.Lock:
+        """The lock that serialises writes (ingest, delete)."""
+        if self.write_lock is None:
+            raise ApiError("not_ready", "the service is not started (its lifespan has not run)")
+        return self.write_lock
+
+    def require_index(self) -> Any:
+        if self.index is None:
+            raise ApiError("not_ready", "the index is not loaded yet")
+        return self.index
+
+
+def settings_to_json(settings: Settings) -> dict[str, Any]:
+    """`Settings` as JSON-able values (for handing to worker processes)."""
+    out: dict[str, Any] = {}
+    for f in dataclasses.fields(settings):
+        value = getattr(settings, f.name)
+        out[f.name] = str(value) if isinstance(value, Path) else list(value) if isinstance(value, tuple) else value
+    return out
+
+
+def _inline_schema(model: type[BaseModel]) -> dict[str, Any]:
+    """A model's JSON schema with its `$defs` references inlined (for `openapi_extra`)."""
+    schema = model.model_json_schema()
+    defs = schema.pop("$defs", {})
+
+    def resolve(node: Any) -> Any:
+        if isinstance(node, dict):
+            ref = node.get("$ref")
+            if isinstance(ref, str) and ref.startswith("#/$defs/"):
+                return resolve(defs[ref.rsplit("/", 1)[-1]])
+            return {k: resolve(v) for k, v in node.items()}
+        if isinstance(node, list):
+            return [resolve(v) for v in node]
+        return node
+
+    return resolve(schema)
+
+
+def create_app(
+    settings: Settings | None = None,
+    index: Any = None,
+    *,
+    server_settings: ServerSettings | None = None,
+) -> FastAPI:
+    """The FastAPI app.
+
+    Args:
+        settings: index settings (default: ``index.settings`` or `Settings.from_env()`).
+        index: an open `BabelIndex` to serve; the caller keeps ownership (the app does not
+            close it). Without one the app opens (and at shutdown closes) its own at start-up;
+            a locked embedded store then fails start-up with `StoreLockedError`.
+        server_settings: token and limits (default: `ServerSettings.from_env()`).
+    """
+    if settings is None:
+        settings = index.settings if index is not None else Settings.from_env()
+    server = server_settings or ServerSettings.from_env()
+    service = Service(settings, server, index)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        await service.start()
+        try:
+            yield
+        finally:
+            await service.stop()
+
+    app = FastAPI(
+        title="babelrank",
+        version=__version__,
+        description="Multilingual retrieve-and-rerank. Errors: `{\"error\": {\"type\": ..., \"message\": ...}}`. "
+        "When BABELRANK_API_TOKEN is set, send `Authorization: Bearer <token>` (all paths but /health).",
+        lifespan=lifespan,
+        responses=_ERROR_RESPONSES,
+    )
+    app.state.service = service
+    _install_error_handlers(app)
+    app.add_middleware(BodyLimitMiddleware, max_bytes=server.max_body_bytes)
+    app.add_middleware(BearerAuthMiddleware, token=server.api_token)  # outermost: 401 before reading bodies
+
+    @app.get("/health", response_model=HealthResponse, tags=["service"])
+    async def health() -> dict[str, Any]:
+        """Liveness; 200 once models are loaded. Never needs the token."""
+        if service.index is None:
+            raise ApiError("not_ready", "starting")
+        return {"status": "ok", "version": __version__}
+
+    @app.post("/v1/query", response_model=QueryResponse, tags=["query"])
+    async def query(request: QueryRequest) -> dict[str, Any]:
+        """Retrieve (and rerank) chunks for a query in any language."""
+        if len(request.query) > server.max_query_chars:
+            raise ApiError("validation_error", f"query: at most {server.max_query_chars} characters allowed, "
+                           f"got {len(request.query)}")
+        if not request.query.strip():
+            raise ApiError("validation_error", "query: must not be blank")
+        idx = service.require_index()
+        kwargs = {"top_k": request.k, "top_n": request.top_n, "languages": request.languages,
+                  "where": request.where, "rerank": request.rerank, "min_score": request.min_score}
+        loop = asyncio.get_running_loop()
+        start = loop.time()
+        result = await service.run(idx.search, request.query, **kwargs)
+        timings = {k: round(v, 6) for k, v in result.timings.items()}
+        timings["total"] = round(loop.time() - start, 6)
+        return {
+            "query": request.query,
+            "query_language": result.query_language,
+            "query_language_confidence": float(result.query_language_confidence),
+            "timings": timings,
+            "results": [result_dict(i, n) for i, n in enumerate(result.nodes, 1)],
+        }
+
+    @app.post(
+        "/v1/documents",
+        response_model=IngestResponse,
+        tags=["documents"],
+        openapi_extra={"requestBody": {"required": True, "content": {
+            "application/json": {"schema": _inline_schema(DocumentsIn)},
+            "multipart/form-data": {"schema": {"type": "object", "required": ["files"], "properties": {
+                "files": {"type": "array", "items": {"type": "string", "format": "binary"}},
+                "metadata": {"type": "string", "description": "JSON object added to every uploaded document's metadata"},
+            }}},
+        }}},
+    )
+    async def add_documents(request: Request) -> dict[str, Any]:
+        """Ingest documents: a JSON body `{"documents": [{"id", "text", "metadata"}]}`, or
+        multipart files (field `files`, repeatable; optional field `metadata`, a JSON object).
+
+        An uploaded file's document id is its file name (`name#record-id` for JSON/JSONL
+        records), so uploading a file again updates it. Re-sending unchanged documents is cheap.
+        """
+        idx = service.require_index()
+        content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+        if content_type == "multipart/form-data":
+            docs, skipped = await _read_uploads(request, service)
+        elif content_type in ("application/json", "") or content_type.endswith("+json"):
+            docs, skipped = await _read_json_documents(request)
+        else:
+            raise ApiError("unsupported_media_type", f"send application/json or multipart/form-data, not {content_type!r}")
+        async with service.writing():
+            report = await service.run(idx.ingest_documents, docs, progress=False) if docs else None
+        from babelrank.ingest import IngestReport
+
+        report = report or IngestReport()
+        report.skipped.extend(skipped)
+        return report.as_dict()
+
+    @app.delete("/v1/documents/{doc_id:path}", response_model=DeleteResponse, tags=["documents"])
+    async def delete_document(doc_id: str) -> dict[str, Any]:
+        """Delete one document (all its chunks); 404 when the collection does not hold it."""
+        idx = service.require_index()
+        async with service.writing():
+            removed = await service.run(idx.delete, [doc_id])
+        if not removed:
+            raise ApiError("not_found", f"no document with id {doc_id!r}")
+        return {"doc_id": doc_id, "chunks_deleted": removed}
+
+    @app.get("/v1/collections", response_model=CollectionsResponse, tags=["collections"])
+    async def collections() -> dict[str, Any]:
+        """Statistics of the served collection: chunks and documents per language, model, store."""
+        idx = service.require_index()
+        info = await service.run(idx.info)
+        info["rerank_model"] = idx.settings.rerank_model
+        info["top_k"] = idx.settings.top_k
+        info["top_n"] = idx.settings.top_n
+        return {"collections": [jsonable_encoder(info)]}
+
+    return app
+
+
+async def _read_json_documents(request: Request) -> tuple[list[Any], list[Any]]:
+    from babelrank.sources import from_texts
+
+    raw = await request.body()
+    try:
+        payload = json.loads(raw or b"null")
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ApiError("validation_error", f"body is not valid JSON: {exc}") from None
+    try:
+        body = DocumentsIn.model_validate(payload)
+    except ValidationError as exc:
+        raise RequestValidationError([{**e, "loc": ("body", *e["loc"])} for e in exc.errors()]) from None
+    docs = []
+    for i, d in enumerate(body.documents):
+        if not d.text.strip():
+            raise ApiError("validation_error", f"documents.{i}.text: must not be blank")
+        doc = from_texts([d.text], [d.id] if d.id else None, [d.metadata])[0]
+        if d.source:
+            doc = dataclasses.replace(doc, source=d.source)
+        docs.append(doc)
+    return docs, []
+
+
+async def _read_uploads(request: Request, service: Service) -> tuple[list[Any], list[Any]]:
+    from babelrank.sources import SUPPORTED_SUFFIXES, Skipped
+
+    form = await request.form(max_files=10_000, max_fields=100)
+    uploads = [f for f in form.getlist("files") if hasattr(f, "filename")]
+    if not uploads:
+        raise ApiError("validation_error", "files: upload at least one file in the multipart field 'files'")
+    extra: dict[str, Any] = {}
+    if form.get("metadata"):
+        try:
+            extra = json.loads(str(form.get("metadata")))
+        except json.JSONDecodeError as exc:
+            raise ApiError("validation_error", f"metadata: not valid JSON: {exc}") from None
+        if not isinstance(extra, dict):
+            raise ApiError("validation_error", "metadata: must be a JSON object")
+    docs: list[Any] = []
+    skipped: list[Any] = []
+    with tempfile.TemporaryDirectory(prefix="babelrank-upload-") as tmp:
+        for n, upload in enumerate(uploads):
+            name = Path(upload.filename or f"upload-{n}").name or f"upload-{n}"
+            if Path(name).suffix.lower() not in SUPPORTED_SUFFIXES:
+                skipped.append(Skipped(name, f"unsupported file type; supported: {', '.join(sorted(SUPPORTED_SUFFIXES))}"))
+                continue
+            folder = Path(tmp) / str(n)
+            folder.mkdir()
+            path = folder / name
+            path.write_bytes(await upload.read())
+            try:
+                docs.extend(await service.run(_read_upload, path, name, extra))
+            except SourceError as exc:
+                skipped.append(Skipped(name, str(exc)))
+    return docs, skipped
+
+
+def _read_upload(path: Path, name: str, extra: Mapping[str, Any]) -> list[Any]:
+    from babelrank.sources import clean_metadata, read_file
+
+    tmp_source = str(path.resolve())
+    out = []
+    for doc in read_file(path):
+        doc_id = name + doc.doc_id[len(tmp_source):] if doc.doc_id.startswith(tmp_source) else doc.doc_id
+        out.append(dataclasses.replace(doc, doc_id=doc_id, source=name, metadata=clean_metadata({**doc.metadata, **extra})))
+    return out
+
+
+def app_from_env() -> FastAPI:
+    """App factory for ``uvicorn babelrank.server:app_from_env --factory`` and worker processes.
+
+    Reads `Settings` from ``BABELRANK_SERVE_CONFIG`` (JSON, written by ``babelrank serve``)
+    when set, else from the ``BABELRANK_*`` environment.
+    """
+    raw = os.environ.get(SERVE_CONFIG_ENV)
+    settings = Settings.from_env(env={}, **json.loads(raw)) if raw else Settings.from_env()
+    return create_app(settings)

@@ -1,0 +1,331 @@
+"""The `babelrank` command line: commands, output, configuration precedence, errors, serve."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any, Iterator
+
+import pytest
+
+from babelrank import cli
+from babelrank.config import Settings
+
+DATA = Path(__file__).resolve().parents[1] / "examples" / "data"
+
+
+@pytest.fixture(autouse=True)
+def _restore_logging() -> Iterator[None]:
+    """`main` configures logging for the process; undo it for the other tests."""
+    from transformers.utils import logging as hf_logging
+
+    root = logging.getLogger()
+    level, handlers, hf_level = root.level, list(root.handlers), hf_logging.get_verbosity()
+    yield
+    root.handlers[:] = handlers
+    root.setLevel(level)
+    hf_logging.set_verbosity(hf_level)
+    hf_logging.enable_progress_bar()
+
+
+@pytest.fixture
+def env(tiny_models: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
+    values = {
+        "BABELRANK_EMBED_MODEL": str(tiny_models["bi"]),
+        "BABELRANK_RERANK_MODEL": str(tiny_models["cross"]),
+        "BABELRANK_STORE_PATH": str(tmp_path / "store"),
+    }
+    for key, value in values.items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    return values
+
+
+def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    code = cli.main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+@pytest.fixture
+def ingested(env: dict[str, str], capsys: pytest.CaptureFixture[str]) -> dict[str, str]:
+    code, _, err = run(capsys, "ingest", str(DATA), "--quiet")
+    assert code == 0, err
+    return env
+
+
+# ---- ingest --------------------------------------------------------------------------------
+def test_ingest_summary_and_skipped_files(env: dict[str, str], tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    docs = tmp_path / "docs"
+    (docs / "uk").mkdir(parents=True)
+    (docs / "uk" / "tea.txt").write_text("Зелений чай заварюють водою температури вісімдесят градусів.", encoding="utf-8")
+    (docs / "en.md").write_text("The museum is closed on Mondays and open late on Fridays.", encoding="utf-8")
+    (docs / "broken.txt").write_bytes(b"\x00\x01binary")
+    (docs / "skip.md").write_text("Excluded by a glob.", encoding="utf-8")
+
+    code, out, err = run(capsys, "ingest", str(docs), "--exclude", "skip.md")
+    assert code == 0, err
+    assert "documents" in out and "chunks written" in out and "languages (chunks)" in out and "seconds" in out
+    rows = {line.split()[0]: line.split()[-1] for line in out.splitlines() if line.startswith(("documents", "added", "unchanged"))}
+    assert rows == {"documents": "2", "added": "2", "unchanged": "0"}
+    assert "uk 1" in out and "en 1" in out
+    assert "Skipped 1 input(s)" in out and "broken.txt" in out and "binary file" in out
+
+    code, out, _ = run(capsys, "ingest", str(docs), "--exclude", "skip.md", "--json")
+    report = json.loads(out)
+    assert code == 0 and report["unchanged"] == 2 and report["chunks_embedded"] == 0
+    assert [s["reason"] for s in report["skipped"]] and report["skipped"][0]["source"].endswith("broken.txt")
+
+    (docs / "en.md").unlink()
+    code, out, _ = run(capsys, "ingest", str(docs), "--include", "*.txt", "--prune", "--json")
+    assert code == 0 and json.loads(out)["deleted"] == 1
+
+
+def test_ingest_missing_path_is_a_usage_error(env: dict[str, str], capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, err = run(capsys, "ingest", "/no/such/folder")
+    assert code == 2 and out == ""
+    assert err.strip() == "babelrank: error: no such file or folder: /no/such/folder"
+
+
+# ---- query ---------------------------------------------------------------------------------
+def test_query_table(ingested: dict[str, str], capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, err = run(capsys, "query", "Червоний автомобіль стоїть біля будинку", "-k", "20", "-n", "3")
+    assert code == 0, err
+    lines = out.splitlines()
+    assert lines[0].startswith("Query language: uk")
+    assert lines[1].split() == ["#", "rerank", "retrieval", "lang", "source", "snippet"]
+    body = lines[3:]
+    assert [line.split()[0] for line in body] == ["1", "2", "3"]
+    assert all(line.split()[3] in {"uk", "ru", "en"} for line in body)
+
+
+def test_query_json_lines(ingested: dict[str, str], capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, err = run(capsys, "query", "Красная машина стоит у дома", "--json", "-n", "4", "--lang", "uk,ru")
+    assert code == 0, err
+    results = [json.loads(line) for line in out.splitlines()]
+    assert len(results) == 4 and [r["rank"] for r in results] == [1, 2, 3, 4]
+    for r in results:
+        assert r["query_language"] == "ru"
+        assert r["language"] in {"uk", "ru"}
+        assert r["rerank_score"] is not None and r["retrieval_score"] is not None
+        assert r["text"] and r["source"]
+    assert "query language: ru" in err
+
+    code, out, _ = run(capsys, "query", "bridge", "--json", "--no-rerank", "--where", '{"topic": "places"}')
+    results = [json.loads(line) for line in out.splitlines()]
+    assert code == 0 and results
+    assert all(r["rerank_score"] is None and r["metadata"]["topic"] == "places" for r in results)
+
+
+def test_query_without_rerank_shows_one_score(ingested: dict[str, str], capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run(capsys, "query", "library", "--no-rerank", "-n", "2")
+    assert code == 0 and out.splitlines()[1].split() == ["#", "score", "lang", "source", "snippet"]
+
+
+@pytest.mark.parametrize("argv, message", [
+    (("query", "  "), "the query is empty"),
+    (("query", "x", "--where", "{oops"), "--where is not valid JSON"),
+    (("query", "x", "--where", '{"$nope": 1}'), "where"),
+])
+def test_query_bad_input(ingested: dict[str, str], capsys: pytest.CaptureFixture[str], argv: tuple[str, ...], message: str) -> None:
+    code, out, err = run(capsys, *argv)
+    assert code == 2 and out == ""
+    assert err.startswith("babelrank: error: ") and message in err and len(err.strip().splitlines()) == 1
+
+
+# ---- info / delete -------------------------------------------------------------------------
+def test_info(ingested: dict[str, str], capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run(capsys, "info")
+    assert code == 0
+    assert "collection" in out and "dimension" in out and "Chunks per language" in out
+    assert ingested["BABELRANK_STORE_PATH"] in out and ingested["BABELRANK_EMBED_MODEL"] in out
+    code, out, _ = run(capsys, "info", "--json", "--documents")
+    info = json.loads(out)
+    assert info["documents"] == 9 and set(info["languages"]) >= {"uk", "ru", "en"} and info["dimension"] == 32
+    assert str((DATA / "notes.jsonl").resolve()) + "#market" in info["document_ids"]
+
+
+def test_delete(ingested: dict[str, str], capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(DATA.parent)
+    code, out, err = run(capsys, "delete", "data/en/library.txt", "data/notes.jsonl#market")
+    assert code == 0, err
+    assert "deleted" in out and "library.txt" in out and "#market" in out
+    code, out, err = run(capsys, "delete", "data/en/library.txt", "no-such-id")
+    assert code == 1
+    assert "not found: data/en/library.txt" in err and "not found: no-such-id" in err
+    code, out, _ = run(capsys, "info", "--json")
+    assert json.loads(out)["documents"] == 7
+
+
+# ---- configuration -------------------------------------------------------------------------
+def _args(**kwargs: Any) -> argparse.Namespace:
+    return argparse.Namespace(**kwargs)
+
+
+def test_precedence_flags_env_file_defaults(tmp_path: Path) -> None:
+    toml = tmp_path / "babelrank.toml"
+    toml.write_text('collection = "from-file"\ntop_n = 7\nexpected_languages = ["uk", "ru"]\nchroma-port = 9001\n')
+    env: dict[str, str] = {}
+    s = cli.settings_from_args(_args(config=str(toml)), env=env)
+    assert (s.collection, s.top_n, s.expected_languages, s.chroma_port) == ("from-file", 7, ("uk", "ru"), 9001)
+    assert s.top_k == Settings().top_k  # default
+
+    env = {"BABELRANK_COLLECTION": "from-env", "BABELRANK_CONFIG": str(toml)}
+    s = cli.settings_from_args(_args(), env=env)
+    assert (s.collection, s.top_n) == ("from-env", 7)  # env beats file; BABELRANK_CONFIG names the file
+
+    s = cli.settings_from_args(_args(collection="from-flag", store="x/y"), env=env)
+    assert s.collection == "from-flag" and s.store_path == Path("x/y")
+
+    json_file = tmp_path / "conf.json"
+    json_file.write_text(json.dumps({"babelrank": {"rerank_model": "none", "api_token": "t", "max_query_chars": 50}}))
+    s = cli.settings_from_args(_args(config=str(json_file)), env={})
+    assert s.rerank_model == "none"
+    server = cli.server_settings_from_args(_args(config=str(json_file), max_query_chars=None), env={})
+    assert (server.api_token, server.max_query_chars) == ("t", 50)
+    server = cli.server_settings_from_args(_args(config=str(json_file), max_query_chars=9), env={"BABELRANK_API_TOKEN": "e"})
+    assert (server.api_token, server.max_query_chars) == ("e", 9)
+
+
+def test_store_flag_beats_chroma_host_from_env() -> None:
+    s = cli.settings_from_args(_args(store="here"), env={"BABELRANK_CHROMA_HOST": "db"})
+    assert s.chroma_host is None and s.store_path == Path("here")
+
+
+def test_config_file_end_to_end(ingested: dict[str, str], tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    conf = tmp_path / "c.json"
+    conf.write_text(json.dumps({"collection": "other", "top_n": 2}))
+    code, out, _ = run(capsys, "--config", str(conf), "info", "--json")
+    assert code == 0 and json.loads(out)["collection"] == "other" and json.loads(out)["documents"] == 0
+    code, out, _ = run(capsys, "info", "--config", str(conf), "--collection", "babelrank", "--json")
+    assert json.loads(out)["documents"] == 9  # a flag beats the file; options also after the command
+    code, out, _ = run(capsys, "query", "river", "--config", str(conf), "--collection", "babelrank", "--json")
+    assert len(out.splitlines()) == 2  # top_n from the file
+
+
+@pytest.mark.parametrize("content, name, message", [
+    ("colour = 'red'", "bad.toml", "unknown setting(s) colour"),
+    ("top_n = [", "broken.toml", "not valid TOML"),
+    ('{"top_n": 0}', "zero.json", "top_n must be >= 1"),
+])
+def test_bad_config_file(env: dict[str, str], tmp_path: Path, capsys: pytest.CaptureFixture[str], content: str, name: str, message: str) -> None:
+    path = tmp_path / name
+    path.write_text(content)
+    code, out, err = run(capsys, "info", "--config", str(path))
+    assert code == 2 and out == "" and message in err and "Traceback" not in err
+
+
+# ---- errors, help --------------------------------------------------------------------------
+def test_errors_are_one_line(env: dict[str, str], tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, _, err = run(capsys, "info", "--embed-model", str(tmp_path / "missing-model"))
+    assert code == 1 and err.startswith("babelrank: error: model folder") and len(err.strip().splitlines()) == 1
+
+    code, _, err = run(capsys, "info", "--chroma-host", "127.0.0.1", "--chroma-port", str(_free_port()))
+    assert code == 1 and "cannot reach the Chroma server" in err and "Traceback" not in err
+
+    code, _, err = run(capsys, "info", "--store", "a", "--chroma-host", "b")
+    assert code == 2 and "not both" in err
+
+    code, _, err = run(capsys, "-v", "info", "--embed-model", str(tmp_path / "missing-model"))
+    assert code == 1 and "Traceback" in err  # -v shows the traceback
+
+
+def test_usage_errors(capsys: pytest.CaptureFixture[str]) -> None:
+    for argv in (["frobnicate"], ["query"], ["query", "x", "-k", "many"], []):
+        code, _, err = run(capsys, *argv)
+        assert code == 2 and "usage:" in err
+
+
+@pytest.mark.parametrize("command", ["ingest", "query", "info", "delete", "serve"])
+def test_help_everywhere(capsys: pytest.CaptureFixture[str], command: str) -> None:
+    code, out, _ = run(capsys, command, "--help")
+    assert code == 0 and "--embed-model" in out and "--chroma-host" in out and "--config" in out and "--quiet" in out
+
+
+def test_eval_is_registered_when_present(capsys: pytest.CaptureFixture[str]) -> None:
+    pytest.importorskip("babelrank.evaluation.cli")
+    code, out, _ = run(capsys, "--help")
+    assert code == 0 and "eval" in out
+    code, out, _ = run(capsys, "eval", "--help")
+    assert code == 0 and "--verbose" in out
+
+
+def test_console_script() -> None:
+    exe = Path(sys.executable).parent / "babelrank"
+    cmd = [str(exe)] if exe.exists() else [sys.executable, "-m", "babelrank.cli"]
+    done = subprocess.run([*cmd, "query", "--help"], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0 and "--no-rerank" in done.stdout
+    done = subprocess.run([*cmd, "ingest", "/no/such/path"], capture_output=True, text=True, timeout=120,
+                          env={**os.environ, "BABELRANK_RERANK_MODEL": "none"})
+    assert done.returncode == 2 and done.stderr.strip().splitlines()[-1] == "babelrank: error: no such file or folder: /no/such/path"
+
+
+# ---- serve ---------------------------------------------------------------------------------
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def test_serve_runs_uvicorn(ingested: dict[str, str], tmp_path: Path) -> None:
+    import httpx
+
+    port = _free_port()
+    env = {**os.environ, "BABELRANK_API_TOKEN": "tok", "HF_HUB_OFFLINE": "1"}
+    log = open(tmp_path / "serve.log", "wb")
+    proc = subprocess.Popen([sys.executable, "-m", "babelrank.cli", "serve", "--port", str(port), "--quiet"],
+                            env=env, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}/health", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if proc.poll() is not None or time.monotonic() > deadline:
+                pytest.fail("serve did not start: " + (tmp_path / "serve.log").read_text(errors="replace")[-2000:])
+            time.sleep(0.25)
+        url = f"http://127.0.0.1:{port}/v1/query"
+        assert httpx.post(url, json={"query": "river"}).status_code == 401
+        body = httpx.post(url, json={"query": "Чайник на кухні", "top_n": 2}, headers={"Authorization": "Bearer tok"}).json()
+        assert body["query_language"] == "uk" and len(body["results"]) == 2
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        log.close()
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="the store lock is POSIX-only")
+def test_serve_on_a_locked_store(env: dict[str, str], capsys: pytest.CaptureFixture[str]) -> None:
+    store = Path(env["BABELRANK_STORE_PATH"])
+    store.mkdir(parents=True)
+    code = ("import fcntl, os, time\n"
+            f"fd = os.open({str(store / 'babelrank.lock')!r}, os.O_RDWR | os.O_CREAT)\n"
+            "fcntl.flock(fd, fcntl.LOCK_EX)\nprint('locked', flush=True)\ntime.sleep(120)\n")
+    holder = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "locked"
+        rc, _, err = run(capsys, "serve", "--port", str(_free_port()))
+        assert rc == 1
+        assert err.startswith("babelrank: error: the Chroma store at") and "--chroma-host" in err
+        assert len(err.strip().splitlines()) == 1
+    finally:
+        holder.kill()
+        holder.wait()
+
+
+def test_serve_workers_need_a_chroma_server(env: dict[str, str], capsys: pytest.CaptureFixture[str]) -> None:
+    code, _, err = run(capsys, "serve", "--workers", "2")
+    assert code == 2 and "needs a Chroma server" in err
