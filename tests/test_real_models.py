@@ -17,7 +17,7 @@ from babelrank.sources import SourceDocument
 pytestmark = pytest.mark.real_model
 
 QUESTIONS = 200
-FLOORS = {"ru": 0.98, "de": 0.97, "es": 0.96, "en": 0.98}  # measured: ru 1.000, de 0.995, es 0.985, en 1.000
+FLOORS = {"ru": 0.98, "de": 0.97, "es": 0.97, "en": 0.98}  # measured (neutral on): ru 1.000, de 0.990, es 0.990, en 0.995
 
 
 @pytest.fixture(scope="module")
