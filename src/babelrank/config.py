@@ -13,6 +13,8 @@ from babelrank.errors import ConfigError
 ENV_PREFIX = "BABELRANK_"
 
 NeutralMode = Literal["auto", "on", "off"]
+BACKENDS = ("torch", "onnx", "onnx-int8")
+DedupMode = Literal["auto", "on", "off"]
 
 
 @dataclass(frozen=True)
@@ -43,11 +45,23 @@ class Settings:
         rerank_max_length: token limit of a (query, chunk) pair for the cross-encoder;
             None = the model's own limit.
         device: "auto" (CUDA when present, else CPU), "cpu", "cuda", "cuda:1", "mps".
+        backend: inference backend of both models: "torch", "onnx" (ONNX Runtime fp32 with
+            fused attention) or "onnx-int8" (plus dynamic int8 weights; fastest on CPU). The
+            ONNX backends run on CPU and export each model once into `cache_dir`.
+        cache_dir: where exported ONNX models are cached; None = `~/.cache/babelrank/onnx`.
         expected_languages: ISO 639-1 codes the collection holds (empty = any language);
             language detection only answers one of these (or "und").
         language_backend: language detector backend (see `babelrank.language.make_detector`).
         neutral: language-neutral scoring: "auto" (on when the collection holds more than
             one language), "on" or "off".
+        dedup: translation-aware results: collapse results that are translations or near
+            duplicates of each other (cosine of their stored passage vectors at or above
+            `dedup_threshold`) into one, keeping the query-language version and listing the
+            others in its `alternates` metadata. "auto" (on when the collection holds more than
+            one language and the threshold is known for the model), "on" or "off".
+        dedup_threshold: cosine for `dedup`; None = the default calibrated for the embedding
+            model (`babelrank.dedup.DEFAULT_THRESHOLDS`; measure your own with
+            `benchmarks/dedup_threshold.py`).
         min_score: drop results whose final score is below this.
         progress: progress bars; None = only when stderr is a terminal.
     """
@@ -67,9 +81,13 @@ class Settings:
     rerank_batch_size: int = 16
     rerank_max_length: int | None = None
     device: str = "auto"
+    backend: str = "torch"
+    cache_dir: Path | None = None
     expected_languages: tuple[str, ...] = field(default_factory=tuple)
     language_backend: str = "auto"
     neutral: NeutralMode = "auto"
+    dedup: DedupMode = "auto"
+    dedup_threshold: float | None = None
     min_score: float | None = None
     progress: bool | None = None
 
@@ -81,8 +99,14 @@ class Settings:
             raise ConfigError(f"chunk_tokens must be >= 8, got {self.chunk_tokens}")
         if self.chunk_overlap < 0:
             raise ConfigError(f"chunk_overlap must be >= 0, got {self.chunk_overlap}")
+        if self.backend not in BACKENDS:
+            raise ConfigError(f"backend must be one of {', '.join(BACKENDS)}, got {self.backend!r}")
         if self.neutral not in get_args(NeutralMode):
             raise ConfigError(f"neutral must be one of auto/on/off, got {self.neutral!r}")
+        if self.dedup not in get_args(DedupMode):
+            raise ConfigError(f"dedup must be one of auto/on/off, got {self.dedup!r}")
+        if self.dedup_threshold is not None and not -1.0 <= self.dedup_threshold <= 1.0:
+            raise ConfigError(f"dedup_threshold is a cosine in [-1, 1], got {self.dedup_threshold}")
         if not self.collection.strip():
             raise ConfigError("collection name must not be empty")
 

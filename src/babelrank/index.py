@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
+import time
 from collections import Counter
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
@@ -41,7 +43,9 @@ class BabelIndex:
     def __init__(self, settings: Settings | None = None, *, encoder: BiEncoder | None = None, **overrides: Any) -> None:
         self.settings = settings.replace(**overrides) if settings is not None else Settings.from_env(**overrides)
         s = self.settings
-        self.encoder = encoder or load_bi_encoder(s.embed_model, model_dir=s.model_dir, device=s.device)
+        self.encoder = encoder or load_bi_encoder(
+            s.embed_model, model_dir=s.model_dir, device=s.device, backend=s.backend, cache_dir=s.cache_dir
+        )
         self.store = ChromaStore(
             s.collection, self.encoder.fingerprint(), path=s.store_path, host=s.chroma_host, port=s.chroma_port
         )
@@ -50,6 +54,7 @@ class BabelIndex:
         self.chunker = TokenChunker(self.encoder.tokenizer, tokens, min(s.chunk_overlap, tokens // 4))
         self._reranker: CrossEncoderReranker | None = None
         self._reranker_loaded = False
+        self._reranker_lock = threading.Lock()
         self.calibration = _CalibrationKeeper(self.store, self.encoder.dimension)
 
     def _chunk_tokens(self) -> int:
@@ -149,6 +154,10 @@ class BabelIndex:
     # ---- query --------------------------------------------------------------------------
     def reranker(self) -> CrossEncoderReranker | None:
         """The configured reranker, loaded on first use (None when rerank is off)."""
+        with self._reranker_lock:
+            return self._load_reranker()
+
+    def _load_reranker(self) -> CrossEncoderReranker | None:
         if not self._reranker_loaded:
             name = self.settings.rerank_model
             if name.lower() not in {"none", "off", ""}:
@@ -158,7 +167,8 @@ class BabelIndex:
                         model, top_n=self.settings.top_n, batch_size=self.settings.rerank_batch_size,
                         max_length=self.settings.rerank_max_length,
                         model_dir=str(self.settings.model_dir) if self.settings.model_dir else None,
-                        device=self.settings.device,
+                        device=self.settings.device, backend=self.settings.backend,
+                        cache_dir=self.settings.cache_dir,
                     )
                 except ModelNotFoundError as exc:
                     if name != "auto":
@@ -182,16 +192,17 @@ class BabelIndex:
 
     def search_vectors(
         self, vector: np.ndarray, query_language: str, k: int, where: Mapping[str, Any] | None,
-        scorer: NeutralScorer | None = None,
+        scorer: NeutralScorer | None = None, include_embeddings: bool = False,
     ) -> list[Hit]:
         """Top-k chunks for a query vector, best first.
 
         Raw mode: one Chroma query, score = cosine. Neutral mode: the neutral score is the
         cosine plus a lift that is constant within a chunk language, so one Chroma query per
         stored language (k each) gives the exact neutral top-k under approximate search.
+        With `include_embeddings`, each hit carries its stored vector (for dedup).
         """
         if scorer is None:
-            return self.store.query(vector, k, where)
+            return self.store.query(vector, k, where, include_embeddings=include_embeddings)
         lifts = scorer.offsets(vector, query_language)
         wanted = set(where["language"]["$in"]) if where and "language" in where else None
         hits: list[Hit] = []
@@ -202,8 +213,8 @@ class BabelIndex:
             rest = {k2: v for k2, v in (where or {}).items() if k2 != "language"}
             lang_where = {"$and": [clause, rest]} if rest else clause
             lift = lifts.get(language, lifts.get("und", 0.0))
-            for hit in self.store.query(vector, k, lang_where):
-                hits.append(Hit(hit.id, hit.text, hit.metadata, hit.score + lift))
+            for hit in self.store.query(vector, k, lang_where, include_embeddings=include_embeddings):
+                hits.append(Hit(hit.id, hit.text, hit.metadata, hit.score + lift, hit.embedding))
         hits.sort(key=lambda h: h.score, reverse=True)
         return hits[:k]
 
@@ -216,7 +227,12 @@ class BabelIndex:
         return self.as_retriever(**kwargs).search(query)
 
     def query(self, query: str, **kwargs: Any) -> list[NodeWithScore]:
-        """Top-n nodes for `query`: `top_k`, `top_n`, `languages`, `where`, `rerank`, `min_score`."""
+        """Top-n nodes for `query`.
+
+        Keywords as in `BabelRetriever`: `top_k`, `top_n`, `languages`, `where`, `rerank`,
+        `neutral`, `min_score`, `dedup`, `dedup_threshold`, `prefer_languages`,
+        `prefer_margin`, `answer_language`.
+        """
         return self.search(query, **kwargs).nodes
 
     def as_query_engine(self, llm: Any = None, **kwargs: Any) -> Any:
@@ -255,17 +271,32 @@ class _CalibrationKeeper:
     from the stored vectors, so the calibration always equals a from-scratch one.
     """
 
+    REFRESH_SECONDS = 5.0
+
     def __init__(self, store: ChromaStore, dim: int) -> None:
         self.store = store
         self.dim = dim
-        saved = store.get_meta(CALIBRATION_KEY)
-        if saved and not saved.get("dirty") and sum(saved["calibration"]["chunks"][k]["count"] for k in saved["calibration"]["chunks"]) == store.count():
+        self._scorer: NeutralScorer | None = None
+        self._loaded_at = 0.0
+        self._load()
+
+    def _load(self) -> None:
+        saved = self.store.get_meta(CALIBRATION_KEY)
+        chunks = saved["calibration"]["chunks"] if saved else {}
+        if saved and not saved.get("dirty") and sum(c["count"] for c in chunks.values()) == self.store.count():
             self.calibration = LanguageCalibration.from_dict(saved["calibration"])
         else:
             if saved:
-                logger.warning("language calibration of %r is out of step; recalibrating from the stored vectors", store.name)
-            self.calibration = self.rebuild()
-        self._scorer: NeutralScorer | None = None
+                logger.warning("language calibration of %r is out of step; recalibrating from the stored vectors", self.store.name)
+            self.rebuild()
+        self._scorer = None
+        self._loaded_at = time.monotonic()
+
+    def refresh(self, force: bool = False) -> None:
+        """With a Chroma server, pick up calibration changes written by other processes."""
+        if self.store.shared and (force or time.monotonic() - self._loaded_at > self.REFRESH_SECONDS):
+            self.store.reload()
+            self._load()
 
     def rebuild(self) -> LanguageCalibration:
         """Calibration computed from every stored vector, and saved."""
@@ -280,6 +311,7 @@ class _CalibrationKeeper:
         self.store.set_meta(CALIBRATION_KEY, {"dirty": dirty, "calibration": self.calibration.to_dict()})
 
     def before_write(self) -> None:
+        self.refresh(force=True)
         self._save(dirty=True)
 
     def on_write(self, added: np.ndarray, added_languages: Sequence[str], removed: np.ndarray, removed_languages: Sequence[str]) -> None:
@@ -295,6 +327,7 @@ class _CalibrationKeeper:
         return sorted(self.calibration.counts)
 
     def scorer(self) -> NeutralScorer:
+        self.refresh()
         if self._scorer is None:
             self._scorer = NeutralScorer(self.calibration)
         return self._scorer

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import contextlib
-import io
 import logging
 import os
+import socket
+import threading
+import urllib.parse
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
@@ -97,24 +99,44 @@ def pick_device(device: str) -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
+_LOAD_LOCK = threading.Lock()
+
+
 @contextlib.contextmanager
 def _quiet_loading() -> Any:
-    """Silence the per-tensor progress output of transformers while a model loads."""
+    """Load one model at a time, without per-tensor progress bars or hub retry chatter."""
     from transformers.utils import logging as hf_logging
 
-    was = hf_logging.is_progress_bar_enabled()
-    hf_logging.disable_progress_bar()
-    try:
-        with contextlib.redirect_stderr(io.StringIO()) if not logger.isEnabledFor(logging.DEBUG) else contextlib.nullcontext():
+    hub_logger = logging.getLogger("huggingface_hub")
+    with _LOAD_LOCK:
+        was, level = hf_logging.is_progress_bar_enabled(), hub_logger.level
+        hf_logging.disable_progress_bar()
+        hub_logger.setLevel(logging.ERROR)
+        try:
             yield
-    finally:
-        if was:
-            hf_logging.enable_progress_bar()
+        finally:
+            hub_logger.setLevel(level)
+            if was:
+                hf_logging.enable_progress_bar()
+
+
+def _hub_reachable(timeout: float = 3.0) -> bool:
+    """Whether the model hub's host answers a TCP connection within `timeout` seconds."""
+    endpoint = os.environ.get("HF_ENDPOINT", "https://huggingface.co")
+    parsed = urllib.parse.urlparse(endpoint)
+    port = parsed.port or (443 if parsed.scheme == "https" else 80)
+    try:
+        socket.create_connection((parsed.hostname or "", port), timeout=timeout).close()
+        return True
+    except OSError:
+        return False
 
 
 def _load(cls: type, name: str, model_dir: Path | None, kind: str, **kwargs: Any) -> tuple[Any, str, Preset | None]:
     location, preset = resolve_model(name, model_dir)
     local = Path(location).is_dir()
+    if not local and not _hub_offline() and not _hub_reachable():
+        raise _not_found(name, location, model_dir, kind, ConnectionError("the model hub is unreachable"))
     try:
         with _quiet_loading():
             model = cls(location, local_files_only=local or _hub_offline(), **kwargs)
@@ -176,6 +198,7 @@ class BiEncoder:
         self.query_prompt = query
         self.document_prompt = document
         self.truncated = 0
+        self._lock = threading.Lock()  # tokenizers and models are not safe across threads
 
     @property
     def dimension(self) -> int:
@@ -208,16 +231,17 @@ class BiEncoder:
         }
 
     def _encode(self, texts: Sequence[str], prompt: str, batch_size: int, progress: bool) -> np.ndarray:
+        with self._lock:
+            return self._encode_locked(texts, prompt, batch_size, progress)
+
+    def _encode_locked(self, texts: Sequence[str], prompt: str, batch_size: int, progress: bool) -> np.ndarray:
         if not texts:
             return np.zeros((0, self.dimension), dtype=np.float32)
-        lengths = self.tokenizer([prompt + t for t in texts], add_special_tokens=True, truncation=False, verbose=False)["input_ids"]
-        over = sum(len(ids) > self.max_seq_length for ids in lengths)
-        if over:
-            self.truncated += over
-            logger.warning(
-                "%d text(s) exceed %s's limit of %d tokens and were truncated for embedding",
-                over, self.name, self.max_seq_length,
-            )
+        # the ONNX adapter counts over-long texts from its own tokenization (no second pass)
+        counted = hasattr(self.model, "last_over_limit")
+        if not counted:
+            lengths = self.tokenizer([prompt + t for t in texts], add_special_tokens=True, truncation=False, verbose=False)["input_ids"]
+            self._count_truncated(sum(len(ids) > self.max_seq_length for ids in lengths))
         vectors = self.model.encode(
             list(texts),
             prompt=prompt or None,
@@ -226,7 +250,17 @@ class BiEncoder:
             normalize_embeddings=True,
             convert_to_numpy=True,
         )
+        if counted:
+            self._count_truncated(int(self.model.last_over_limit))
         return np.asarray(vectors, dtype=np.float32)
+
+    def _count_truncated(self, over: int) -> None:
+        if over:
+            self.truncated += over
+            logger.warning(
+                "%d text(s) exceed %s's limit of %d tokens and were truncated for embedding",
+                over, self.name, self.max_seq_length,
+            )
 
     def encode_documents(self, texts: Sequence[str], batch_size: int = 32, progress: bool = False) -> np.ndarray:
         """Embed chunks with the document prompt (sentence-transformers sorts by length)."""
@@ -237,21 +271,46 @@ class BiEncoder:
         return self._encode(texts, self.query_prompt, batch_size, False)
 
 
-def load_bi_encoder(name: str, *, model_dir: Path | None = None, device: str = "auto") -> BiEncoder:
-    """Load a bi-encoder by preset name, hub id or folder (raises `ModelNotFoundError`)."""
+def load_bi_encoder(
+    name: str, *, model_dir: Path | None = None, device: str = "auto", backend: str = "torch",
+    cache_dir: Path | None = None,
+) -> BiEncoder:
+    """Load a bi-encoder by preset name, hub id or folder (raises `ModelNotFoundError`).
+
+    `backend`: "torch", or "onnx" / "onnx-int8" (ONNX Runtime on CPU, exported once into
+    `cache_dir`; see `babelrank.backends`).
+    """
     from sentence_transformers import SentenceTransformer
 
-    dev = pick_device(device)
-    location, _ = resolve_model(name, model_dir)
-    folder = Path(location)
-    if folder.is_dir() and not (folder / "modules.json").exists() and (folder / "config.json").exists():
-        with _quiet_loading():
-            model, preset = _raw_transformer(location, dev), resolve_model(name, model_dir)[1]
-    else:
-        model, location, preset = _load(SentenceTransformer, name, model_dir, "embedding model", device=dev)
-    if dev.startswith("cuda"):
-        model.half()
-    logger.info("loaded embedding model %s from %s on %s", name, location, dev)
+    from babelrank.backends import UnsupportedModel, check_backend, onnx_bi_encoder
+
+    backend = check_backend(backend)
+    dev = pick_device(device) if backend == "torch" else "cpu"
+    location, preset = resolve_model(name, model_dir)
+    loaded: dict[str, Any] = {}
+
+    def load_torch() -> Any:
+        nonlocal location, preset
+        if "model" not in loaded:
+            folder = Path(location)
+            if folder.is_dir() and not (folder / "modules.json").exists() and (folder / "config.json").exists():
+                with _quiet_loading():
+                    loaded["model"] = _raw_transformer(location, dev)
+            else:
+                loaded["model"], location, preset = _load(SentenceTransformer, name, model_dir, "embedding model", device=dev)
+        return loaded["model"]
+
+    model: Any = None
+    if backend != "torch":
+        try:
+            model = onnx_bi_encoder(location, backend, load_torch, cache_dir)
+        except UnsupportedModel as exc:
+            logger.warning("backend %s cannot run %s (%s); using torch", backend, name, exc)
+    if model is None:
+        model = load_torch()
+        if dev.startswith("cuda"):
+            model.half()
+    logger.info("loaded embedding model %s from %s on %s (backend %s)", name, location, dev, backend)
     return BiEncoder(model, preset.hub_id if preset and not Path(name).is_dir() else name, preset)
 
 
@@ -264,6 +323,7 @@ class CrossEncoderModel:
         limit = getattr(model, "max_seq_length", None) or getattr(model.tokenizer, "model_max_length", 512)
         self.max_length = int(min(max_length or limit, limit if limit < 100_000 else 512))
         self.truncated = 0
+        self._lock = threading.Lock()  # tokenizers and models are not safe across threads
 
     def count_truncated(self, query: str, texts: Sequence[str]) -> int:
         """How many pairs exceed `max_length` tokens (they are cut when scored)."""
@@ -271,7 +331,11 @@ class CrossEncoderModel:
         return sum(len(ids) > self.max_length for ids in encoded)
 
     def logits(self, query: str, texts: Sequence[str], batch_size: int = 16) -> np.ndarray:
-        """Raw relevance logits, one per text."""
+        """Raw relevance logits, one per text (thread-safe)."""
+        with self._lock:
+            return self._logits_locked(query, texts, batch_size)
+
+    def _logits_locked(self, query: str, texts: Sequence[str], batch_size: int) -> np.ndarray:
         import torch
 
         if not texts:
@@ -291,14 +355,25 @@ class CrossEncoderModel:
 
 
 def load_cross_encoder(
-    name: str, *, model_dir: Path | None = None, device: str = "auto", max_length: int | None = None
+    name: str, *, model_dir: Path | None = None, device: str = "auto", max_length: int | None = None,
+    backend: str = "torch", cache_dir: Path | None = None,
 ) -> CrossEncoderModel:
-    """Load a cross-encoder by preset name, hub id or folder (raises `ModelNotFoundError`)."""
+    """Load a cross-encoder by preset name, hub id or folder (raises `ModelNotFoundError`).
+
+    `backend`: "torch", or "onnx" / "onnx-int8" (ONNX Runtime on CPU; see `babelrank.backends`).
+    """
     from sentence_transformers import CrossEncoder
 
-    dev = pick_device(device)
-    model, location, _ = _load(CrossEncoder, name, model_dir, "rerank model", device=dev)
+    from babelrank.backends import check_backend, onnx_cross_encoder
+
+    backend = check_backend(backend)
+    dev = pick_device(device) if backend == "torch" else "cpu"
+    if backend == "torch":
+        model, location, _ = _load(CrossEncoder, name, model_dir, "rerank model", device=dev)
+    else:
+        location, _ = resolve_model(name, model_dir)
+        model = onnx_cross_encoder(location, backend, lambda: _load(CrossEncoder, name, model_dir, "rerank model", device=dev)[0], cache_dir)
     if max_length:
         model.max_seq_length = max_length
-    logger.info("loaded rerank model %s from %s on %s", name, location, dev)
+    logger.info("loaded rerank model %s from %s on %s (backend %s)", name, location, dev, backend)
     return CrossEncoderModel(model, name, max_length)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -48,11 +49,16 @@ class CrossEncoderReranker(BaseNodePostprocessor):
         min_score: float | None = None,
         model_dir: str | None = None,
         device: str = "auto",
+        backend: str = "torch",
+        cache_dir: str | Path | None = None,
         cross_encoder: CrossEncoderModel | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(model=model, top_n=top_n, batch_size=batch_size, max_length=max_length, min_score=min_score, **kwargs)
-        self._encoder = cross_encoder or load_cross_encoder(model, model_dir=model_dir, device=device, max_length=max_length)
+        self._encoder = cross_encoder or load_cross_encoder(
+            model, model_dir=model_dir, device=device, max_length=max_length, backend=backend,
+            cache_dir=Path(cache_dir) if cache_dir else None,
+        )
 
     @classmethod
     def class_name(cls) -> str:

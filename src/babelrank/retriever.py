@@ -20,7 +20,14 @@ logger = logging.getLogger(__name__)
 _HIDDEN_KEYS = [
     "doc_id", "chunk_index", "chunk_count", "language_confidence", "content_sha256", "doc_sha256",
     "char_start", "char_end", "retrieval_score", "rerank_score", "rerank_logit", "query_language",
+    "alternates",
 ]
+
+MIN_DEDUP_CHUNKS = 20
+"""Fewest chunks in a collection for dedup (its centred cosine needs collection centroids)."""
+
+DEFAULT_PREFER_MARGIN = 0.05
+"""How far (in score units) a preferred-language result may trail and still rank first."""
 
 
 @dataclass
@@ -58,6 +65,23 @@ class BabelRetriever(BaseRetriever):
     of the language-corrected vectors); `rerank_score` is the sigmoid of the cross-encoder
     logit (raw logit in `rerank_logit`). A node's `score` is the rerank score when rerank
     ran, else the retrieval score; `min_score` applies to it.
+
+    Translation-aware results (`dedup`, see `babelrank.dedup`): first-stage candidates whose
+    stored passage vectors, each centred on its language's centroid in the collection, reach
+    `dedup_threshold` cosine are collapsed into one result
+    *before* rerank (the cross-encoder only scores distinct content). The representative is
+    the version in `answer_language`, else in the first of `prefer_languages` present, else
+    in the detected query language, else the best-scored; the others are listed, best first,
+    in its metadata as `alternates` = [{id, language, score}] (score = retrieval score).
+    `dedup=None` follows `Settings.dedup` ("auto": on when the collection holds more than
+    one language and the model's threshold is known).
+
+    Language preferences: `languages` is a hard filter. `prefer_languages` (and
+    `answer_language`, which is preferred too) is a soft preference that never changes a
+    score: results are ordered by `score + prefer_margin` for a preferred language and by
+    `score` otherwise, i.e. a preferred-language result ranks ahead of another-language
+    result unless that one scores more than `prefer_margin` higher (default 0.05; in the
+    units of the final score: cosine without rerank, sigmoid probability with rerank).
     """
 
     def __init__(
@@ -71,6 +95,11 @@ class BabelRetriever(BaseRetriever):
         rerank: bool | None = None,
         neutral: bool | None = None,
         min_score: float | None = None,
+        dedup: bool | None = None,
+        dedup_threshold: float | None = None,
+        prefer_languages: Sequence[str] | None = None,
+        prefer_margin: float = DEFAULT_PREFER_MARGIN,
+        answer_language: str | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -82,6 +111,45 @@ class BabelRetriever(BaseRetriever):
         self.rerank = rerank
         self.neutral = neutral
         self.min_score = index.settings.min_score if min_score is None else min_score
+        if isinstance(prefer_languages, str):
+            prefer_languages = [prefer_languages]
+        if prefer_margin < 0:
+            raise ValueError(f"prefer_margin must be >= 0, got {prefer_margin}")
+        if dedup_threshold is not None and not -1.0 <= dedup_threshold <= 1.0:
+            raise ValueError(f"dedup_threshold is a cosine in [-1, 1], got {dedup_threshold}")
+        self.dedup = dedup
+        self.dedup_threshold = dedup_threshold
+        self.prefer_languages = list(prefer_languages) if prefer_languages else []
+        self.prefer_margin = prefer_margin
+        self.answer_language = answer_language or None
+
+    def dedup_threshold_in_use(self) -> float | None:
+        """The dedup cosine threshold this query would use, or None when dedup is off."""
+        from babelrank.dedup import default_threshold
+
+        settings = self.index.settings
+        explicit = self.dedup_threshold if self.dedup_threshold is not None else settings.dedup_threshold
+        mode = settings.dedup if self.dedup is None else ("on" if self.dedup else "off")
+        if mode == "off":
+            return None
+        threshold, calibrated = (explicit, True) if explicit is not None else default_threshold(self.index.encoder.name)
+        counts = self.index.calibration.calibration.counts
+        if sum(counts.values()) < MIN_DEDUP_CHUNKS:
+            # centroids of a handful of chunks are meaningless (two chunks centre to opposite vectors)
+            logger.info("dedup is off: the collection holds fewer than %d chunks", MIN_DEDUP_CHUNKS)
+            return None
+        if mode == "auto":
+            known = [lang for lang in counts if lang != "und"]
+            if len(known) < 2:
+                return None
+            if not calibrated:
+                logger.info("dedup is off: no calibrated threshold for %s (set dedup_threshold, "
+                            "see benchmarks/dedup_threshold.py)", self.index.encoder.name)
+                return None
+        elif not calibrated:
+            logger.warning("dedup: no calibrated threshold for %s; using %.2f (measure one with "
+                           "benchmarks/dedup_threshold.py)", self.index.encoder.name, threshold)
+        return threshold
 
     def search(self, query: str) -> SearchResult:
         """Run the query path and return nodes with the detected query language and timings."""
@@ -97,10 +165,17 @@ class BabelRetriever(BaseRetriever):
         scorer = index.neutral_scorer() if self.neutral is not False else None
         if self.neutral and scorer is None:
             logger.info("language-neutral scoring requested but the collection has no calibration; raw scores used")
-        hits = index.search_vectors(vector, detection.language, self.top_k, build_where(self.languages, self.where), scorer)
+        threshold = self.dedup_threshold_in_use()
+        hits = index.search_vectors(
+            vector, detection.language, self.top_k, build_where(self.languages, self.where), scorer,
+            include_embeddings=threshold is not None,
+        )
+        if threshold is not None and hits:
+            nodes = self._collapse(hits, detection.language, threshold)
+        else:
+            nodes = [self._node(hit, detection.language) for hit in hits]
         t2 = time.perf_counter()
         timings["search"] = t2 - t1
-        nodes = [self._node(hit, detection.language) for hit in hits]
         reranker = index.reranker() if self.rerank is not False else None
         if self.rerank and reranker is None:
             raise ValueError("rerank was requested but no rerank model is configured (rerank_model='none')")
@@ -109,7 +184,45 @@ class BabelRetriever(BaseRetriever):
         timings["rerank"] = time.perf_counter() - t2
         if self.min_score is not None:
             nodes = [n for n in nodes if (n.score or 0.0) >= self.min_score]
+        preferred = self._preferred()
+        if preferred:
+            nodes = sorted(
+                nodes,
+                key=lambda n: (n.score or 0.0) + (self.prefer_margin if n.node.metadata.get("language") in preferred else 0.0),
+                reverse=True,
+            )
         return SearchResult(nodes[: self.top_n], detection.language, detection.confidence, timings)
+
+    def _preferred(self) -> set[str]:
+        return set(self.prefer_languages) | ({self.answer_language} if self.answer_language else set())
+
+    def _collapse(self, hits: Sequence[Any], query_language: str, threshold: float) -> list[NodeWithScore]:
+        """One node per group of translations / near duplicates among `hits` (see `babelrank.dedup`)."""
+        import numpy as np
+
+        from babelrank.dedup import alternates, collapse_translations
+
+        if any(h.embedding is None for h in hits):
+            raise RuntimeError("dedup needs the candidates' stored vectors (include_embeddings=True)")
+        languages = [str(h.metadata.get("language", "und")) for h in hits]
+        order = [lang for lang in [self.answer_language, *self.prefer_languages, query_language]
+                 if lang and lang != "und"]
+        calibration = self.index.calibration.calibration
+        overall = calibration.global_centroid()
+        centre = {lang: calibration.centroid(lang) for lang in set(languages)}
+        centres = np.stack([c if (c := centre[lang]) is not None else overall for lang in languages])
+        groups = collapse_translations(
+            np.stack([h.embedding for h in hits]), [h.score for h in hits], languages, threshold,
+            prefer_language=list(dict.fromkeys(order)), centres=centres,
+        )
+        nodes = []
+        for g in groups:
+            node = self._node(hits[g.representative], query_language)
+            node.node.metadata["alternates"] = alternates(
+                [(hits[i].id, languages[i], hits[i].score) for i in g.others]
+            )
+            nodes.append(node)
+        return nodes
 
     @staticmethod
     def _node(hit: Any, query_language: str) -> NodeWithScore:

@@ -1,4 +1,4 @@
-"""Evaluation data sets and ranking metrics (the runner that drives the pipeline builds on these)."""
+"""Evaluation: data sets, ranking metrics, and the runner that drives the real pipeline."""
 
 from babelrank.evaluation.datasets import (
     TATOEBA_ISO639_1,
@@ -28,16 +28,28 @@ from babelrank.evaluation.metrics import (
     recall_at_k,
     reciprocal_rank,
 )
+from babelrank.evaluation.runner import (
+    EvalReport,
+    compare_top1,
+    default_cache_dir,
+    evaluate,
+    raw_nearest_neighbour_accuracy,
+    user_corpus,
+)
 
 __all__ = [
-    "TATOEBA_ISO639_1",
     "BitextPair",
     "EvalCorpus",
     "EvalDocument",
     "EvalQuery",
+    "EvalReport",
     "Judgement",
+    "TATOEBA_ISO639_1",
     "available_tatoeba_languages",
+    "compare_top1",
     "average_precision_at_k",
+    "default_cache_dir",
+    "evaluate",
     "evaluate_by_group",
     "evaluate_run",
     "hit_at_k",
@@ -48,10 +60,12 @@ __all__ = [
     "load_user_judgements",
     "ndcg_at_k",
     "query_metrics",
+    "raw_nearest_neighbour_accuracy",
     "recall_at_k",
     "reciprocal_rank",
     "tatoeba_english_only",
     "tatoeba_mixed_pool",
+    "user_corpus",
     "xquad_paragraph_pool",
     "xquad_r_sentence_pool",
 ]

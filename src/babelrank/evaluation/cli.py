@@ -1,0 +1,411 @@
+"""`babelrank eval ...`: benchmarks and user judgements through the real pipeline.
+
+    babelrank eval xquad-r --data DIR --languages en,ru,de,es --model PATH --reranker none --json
+    babelrank eval tatoeba-mixed --data DIR --languages ukr,rus --model PATH --reranker none --json
+    babelrank eval xquad --data DIR --doc-languages en,ru --query-languages ru,de,es,en
+    babelrank eval judgements --queries FILE --docs PATH [PATH ...] [--qrels FILE]
+
+The main CLI calls `register(subparsers)`; each command's handler is `args.func(args) -> int`
+and raises babelrank errors, which the main CLI prints.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import math
+import sys
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+from babelrank.config import Settings
+from babelrank.errors import BabelrankError, ConfigError, ModelNotFoundError, SourceError
+from babelrank.evaluation import datasets
+from babelrank.evaluation.datasets import EvalCorpus
+from babelrank.evaluation.runner import (
+    EvalReport,
+    evaluate,
+    head_queries,
+    head_tatoeba,
+    model_options,
+    user_corpus,
+)
+
+logger = logging.getLogger(__name__)
+
+#: metrics shown in the markdown tables, in order
+TABLE_METRICS = ("recall@1", "recall@5", "recall@10", "mrr@10", "ndcg@10", "map@20", "same_language@10", "queries")
+
+
+def _languages(value: str) -> list[str]:
+    langs = [x.strip() for x in value.split(",") if x.strip()]
+    if not langs:
+        raise argparse.ArgumentTypeError("give a comma-separated list of language codes, e.g. en,ru")
+    return list(dict.fromkeys(langs))
+
+
+def _positive(value: str) -> int:
+    try:
+        n = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{value!r} is not an integer") from None
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {n}")
+    return n
+
+
+def _common(parser: argparse.ArgumentParser) -> None:
+    # options the main CLI also takes before the command name default to SUPPRESS, so that a
+    # value given there is not overwritten by this sub-command's default
+    S = argparse.SUPPRESS
+    g = parser.add_argument_group("pipeline")
+    g.add_argument("--model", help="embedding model: preset, hub id or folder (default: --embed-model, "
+                   "BABELRANK_EMBED_MODEL or e5-small)")
+    g.add_argument("--model-dir", default=S, help="folder of local models [BABELRANK_MODEL_DIR]")
+    g.add_argument("--reranker", help="cross-encoder folder/preset/hub id, or 'none' for the first stage alone "
+                   "(default: --rerank-model, BABELRANK_RERANK_MODEL, else the default reranker when it can be loaded)")
+    g.add_argument("--neutral", choices=("on", "off"), help="language-neutral scoring (default: the product default)")
+    g.add_argument("--dedup", choices=("on", "off", "default"), default="off",
+                   help="translation-aware results; off by default, since benchmarks count every translation as "
+                   "a document of its own ('on'/'default': collapsed translations rank right after their result)")
+    g.add_argument("--expected-languages", type=_languages, help="languages the detector may answer (default: any)")
+    g.add_argument("--backend", default=S, help="torch, onnx or onnx-int8 [BABELRANK_BACKEND]")
+    g.add_argument("--device", default=S, help="auto, cpu, cuda, cuda:1, mps [BABELRANK_DEVICE]")
+    g.add_argument("--top-k", type=_positive, help="chunks fetched per query (default: max(2k, top_k))")
+    o = parser.add_argument_group("run")
+    o.add_argument("--k", type=_positive, default=20, help="ranking depth scored: map@k (default 20; at least 10)")
+    o.add_argument("--limit", type=_positive, help="first N items per language (paragraphs, sentence pairs or queries)")
+    o.add_argument("--cache-dir", type=Path, help="cached eval stores (default: BABELRANK_EVAL_CACHE or ~/.cache/babelrank/eval)")
+    o.add_argument("--no-cache", action="store_true", help="embed into a temporary store, keep nothing")
+    o.add_argument("--no-progress", action="store_true", help="no progress bars")
+    o.add_argument("--json", action="store_true", help="print one JSON object instead of a markdown table")
+    o.add_argument("--output", type=Path, help="also write the JSON report to this file")
+    o.add_argument("-v", "--verbose", action="count", default=S, help="more logging (-vv: debug)")
+    o.add_argument("-q", "--quiet", action="store_true", default=S, help="no progress bars")
+
+
+def register(subparsers: Any) -> None:
+    """Add the `eval` command (with its benchmarks as sub-commands) to a CLI's subparsers."""
+    parser = subparsers.add_parser(
+        "eval",
+        help="measure retrieval quality on benchmarks or your own judgements",
+        description="Run a benchmark or your own judgements through the real pipeline (ingest, "
+        "language detection, search, rerank) and report recall, MRR, nDCG, mAP, same-language "
+        "share of the top 10 and latency, overall and per query language.",
+    )
+    sub = parser.add_subparsers(dest="benchmark", metavar="BENCHMARK", required=True)
+
+    p = sub.add_parser("xquad-r", help="LAReQA XQuAD-R: questions against all sentences of all languages",
+                       description="Every question in every language against the sentence pool of all "
+                       "languages; one relevant sentence per language (LAReQA mAP@20).")
+    p.add_argument("--data", type=Path, required=True, help="folder holding <lang>.json")
+    p.add_argument("--languages", type=_languages, help="e.g. en,ru,de,es (default: every <lang>.json in --data)")
+    _common(p)
+    p.set_defaults(func=_xquad_r)
+
+    p = sub.add_parser("tatoeba-mixed", help="Tatoeba xx->en from a pool of both sides (plus the English-only pool)",
+                       description="Per language: each xx sentence asks for its English translation in a pool "
+                       "holding both sides (its own sentence excluded), then in the English side alone.")
+    p.add_argument("--data", type=Path, required=True, help="folder holding tatoeba.xxx-eng.xxx / .eng files")
+    p.add_argument("--languages", type=_languages, help="ISO 639-3 codes, e.g. ukr,rus (default: every pair in --data)")
+    _common(p)
+    p.set_defaults(func=_tatoeba_mixed)
+
+    p = sub.add_parser("xquad", help="XQuAD questions against whole paragraphs",
+                       description="Questions in the query languages against the XQuAD paragraphs of the "
+                       "document languages; the paragraph in every document language is relevant.")
+    p.add_argument("--data", type=Path, required=True, help="folder holding xquad.<lang>.json")
+    p.add_argument("--doc-languages", type=_languages, required=True, help="e.g. en,ru")
+    p.add_argument("--query-languages", type=_languages, required=True, help="e.g. ru,de,es,en")
+    _common(p)
+    p.set_defaults(func=_xquad)
+
+    p = sub.add_parser("judgements", help="your own queries and relevant documents",
+                       description="Without --qrels, --queries is JSONL: {\"query\": ..., \"relevant\": [document "
+                       "id or passage text, ...], \"id\"?: ..., \"language\"?: ...}. With --qrels (TREC: qid iter "
+                       "docid relevance), --queries holds the queries (JSONL {id, text, language?} or TSV).")
+    p.add_argument("--queries", type=Path, required=True, help="JSONL judgements, or the queries of --qrels")
+    p.add_argument("--docs", type=Path, nargs="+", required=True, help="document files and folders")
+    p.add_argument("--qrels", type=Path, help="TREC qrels file")
+    p.add_argument("--text-field", default="text", help="text field of JSON/JSONL documents (default: text)")
+    _common(p)
+    p.set_defaults(func=_judgements)
+
+
+# --- shared plumbing ------------------------------------------------------------------------
+
+
+def pipeline_settings(args: argparse.Namespace, **extra: Any) -> Settings:
+    """Settings from the eval flags, then the main CLI's flags (--embed-model, --config, ...),
+    `BABELRANK_*` variables and defaults."""
+    overrides = {
+        "embed_model": args.model,
+        "rerank_model": args.reranker,
+        "expected_languages": args.expected_languages,
+        **({"backend": args.backend} if getattr(args, "backend", None) else {}),
+        **extra,
+    }
+    try:
+        from babelrank.cli import settings_from_args
+    except ImportError:  # the main CLI is optional here
+        overrides.update(model_dir=getattr(args, "model_dir", None), device=getattr(args, "device", None))
+        return Settings.from_env(**overrides)
+    return settings_from_args(args, **overrides)
+
+
+class _Pipeline:
+    """Settings and models loaded once per command, shared by its runs."""
+
+    def __init__(self, args: argparse.Namespace) -> None:
+        if args.k < 10:
+            raise ConfigError(f"--k must be at least 10 (recall@10 and ndcg@10), got {args.k}")
+        self.args = args
+        self.progress = False if args.no_progress or getattr(args, "quiet", False) else None
+        self.settings = pipeline_settings(args, progress=self.progress)
+        self.neutral = {"on": True, "off": False, None: None}[args.neutral]
+        self.dedup = {"on": True, "off": False, "default": None}[args.dedup]
+        from babelrank.models import load_bi_encoder
+
+        s = self.settings
+        self.encoder = load_bi_encoder(s.embed_model, **model_options(s))
+        self.reranker = self._load_reranker()
+        self.rerank = self.reranker is not None
+
+    def _load_reranker(self) -> Any:
+        from babelrank.models import DEFAULT_RERANKER
+        from babelrank.rerank import CrossEncoderReranker
+
+        s = self.settings
+        name = s.rerank_model
+        if name.strip().lower() in {"none", "off", ""}:
+            return None
+        options = model_options(s)
+        options["model_dir"] = str(s.model_dir) if s.model_dir else None
+        try:
+            return CrossEncoderReranker(
+                DEFAULT_RERANKER if name == "auto" else name, top_n=s.top_n, batch_size=s.rerank_batch_size,
+                max_length=s.rerank_max_length, **options,
+            )
+        except ModelNotFoundError as exc:
+            if name != "auto":
+                raise
+            logger.warning("evaluating without rerank: %s (pass --reranker none to silence)", exc)
+            return None
+
+    def run(self, corpus: EvalCorpus) -> EvalReport:
+        a = self.args
+        if self.progress is not False:
+            print(f"evaluating {corpus.name}: {len(corpus.documents)} documents, {len(corpus.queries)} queries",
+                  file=sys.stderr)
+        return evaluate(
+            corpus, self.settings, rerank=self.rerank, neutral=self.neutral, dedup=self.dedup, k=a.k,
+            progress=self.progress, cache_dir=a.cache_dir, cache=not a.no_cache,
+            encoder=self.encoder, reranker=self.reranker, top_k=a.top_k,
+        )
+
+    @property
+    def reranker_name(self) -> str:
+        return self.settings.rerank_model if self.rerank else "none"
+
+
+def _load(what: str, loader: Callable[[], EvalCorpus]) -> EvalCorpus:
+    """Call a data loader, turning file and format problems into babelrank errors."""
+    try:
+        return loader()
+    except BabelrankError:
+        raise
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise SourceError(f"{what}: {exc}") from None
+
+
+def _clean(value: Any) -> Any:
+    """JSON-safe copy: NaN/inf become null."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _clean(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_clean(v) for v in value]
+    return value
+
+
+def _fmt(value: Any) -> str:
+    if value is None or (isinstance(value, float) and not math.isfinite(value)):
+        return "–"
+    if isinstance(value, float):
+        return f"{value:.4f}"
+    return str(value)
+
+
+def markdown_table(rows: dict[str, dict[str, Any]], columns: Sequence[str]) -> str:
+    """A markdown table: one row per key of `rows`, the given columns (missing ones left out)."""
+    cols = [c for c in columns if any(c in r for r in rows.values())]
+    lines = ["| | " + " | ".join(cols) + " |", "|---|" + "---:|" * len(cols)]
+    for name, r in rows.items():
+        lines.append(f"| {name} | " + " | ".join(_fmt(r.get(c)) for c in cols) + " |")
+    return "\n".join(lines)
+
+
+def _emit(args: argparse.Namespace, result: dict[str, Any], markdown: str) -> int:
+    result = _clean(result)
+    text = json.dumps(result, ensure_ascii=False, indent=2)
+    if args.output:
+        args.output.parent.mkdir(parents=True, exist_ok=True)
+        args.output.write_text(text + "\n", encoding="utf-8")
+    print(text if args.json else markdown)
+    return 0
+
+
+def _header(result: dict[str, Any]) -> str:
+    parts = [f"**{result.get('corpus') or result.get('benchmark')}**", f"model `{result['model']}`",
+             f"reranker `{result['reranker']}`", f"neutral {result['neutral']}"]
+    if "neutral_active" in result:
+        parts[-1] += " (active)" if result["neutral_active"] else " (inactive)"
+    return " · ".join(parts)
+
+
+def _latency_line(latency: dict[str, dict[str, float]]) -> str:
+    return "latency ms (p50/p95): " + ", ".join(f"{s} {v['p50']:.1f}/{v['p95']:.1f}" for s, v in latency.items())
+
+
+def _report_output(args: argparse.Namespace, report: EvalReport) -> int:
+    result = report.as_dict()
+    rows = {**result["per_language"], "all": {k: v for k, v in result.items() if not isinstance(v, dict)}}
+    ingest = result["ingest"]
+    lines = [
+        _header(result),
+        "",
+        markdown_table(rows, TABLE_METRICS),
+        "",
+        _latency_line(result["latency_ms"]),
+        f"ingest: {ingest['documents']} documents, {ingest['chunks']} chunks, {ingest['chunks_embedded']} embedded"
+        + (f" ({ingest['chunks_per_s']} chunks/s)" if ingest.get("chunks_per_s") else ""),
+    ]
+    return _emit(args, result, "\n".join(lines))
+
+
+# --- handlers -----------------------------------------------------------------------------
+
+
+def _available(data: Path, pattern: str, what: str) -> list[str]:
+    if not data.is_dir():
+        raise SourceError(f"{what} folder not found: {data}")
+    langs = sorted(p.name.split(".")[0] for p in data.glob(pattern))
+    if not langs:
+        raise SourceError(f"no {pattern} files in {data}")
+    return langs
+
+
+def _xquad_r(args: argparse.Namespace) -> int:
+    languages = args.languages or _available(args.data, "*.json", "XQuAD-R")
+    corpus = _load("XQuAD-R", lambda: datasets.xquad_r_sentence_pool(args.data, languages, limit=args.limit))
+    return _report_output(args, _Pipeline(args).run(corpus))
+
+
+def _xquad(args: argparse.Namespace) -> int:
+    corpus = _load("XQuAD", lambda: datasets.xquad_paragraph_pool(
+        args.data, args.doc_languages, args.query_languages, limit=args.limit))
+    return _report_output(args, _Pipeline(args).run(corpus))
+
+
+def _judgements(args: argparse.Namespace) -> int:
+    def load() -> EvalCorpus:
+        if args.qrels:
+            return user_corpus(args.docs, queries=datasets.load_queries(args.queries),
+                               qrels=datasets.load_trec_qrels(args.qrels), text_field=args.text_field)
+        return user_corpus(args.docs, judgements=datasets.load_user_judgements(args.queries), text_field=args.text_field)
+
+    corpus = _load("judgements", load)
+    if args.limit:
+        corpus = head_queries(corpus, args.limit)
+    return _report_output(args, _Pipeline(args).run(corpus))
+
+
+TATOEBA_KEYS = ("recall@5", "recall@10", "mrr@10", "ndcg@10", "same_language@10", "query_language_accuracy")
+
+
+def _tatoeba_mixed(args: argparse.Namespace) -> int:
+    if args.languages:
+        languages = args.languages
+    else:
+        if not args.data.is_dir():
+            raise SourceError(f"Tatoeba folder not found: {args.data}")
+        languages = datasets.available_tatoeba_languages(args.data)
+        if not languages:
+            raise SourceError(f"no tatoeba.xxx-eng.xxx / .eng pairs in {args.data}")
+    wrong = [x for x in languages if len(x) != 3]
+    if wrong:
+        raise ConfigError(f"Tatoeba languages are ISO 639-3 codes as in the file names (e.g. ukr, rus), got {wrong}")
+    corpora = []
+    for lang in languages:
+        mixed = _load("Tatoeba", lambda: datasets.tatoeba_mixed_pool(args.data, lang))
+        english = _load("Tatoeba", lambda: datasets.tatoeba_english_only(args.data, lang))
+        if args.limit:
+            mixed, english = head_tatoeba(mixed, args.limit), head_tatoeba(english, args.limit)
+        corpora.append((lang, mixed, english))
+    pipeline = _Pipeline(args)
+    per_language: dict[str, dict[str, Any]] = {}
+    embedded = 0
+    first: dict[str, Any] | None = None
+    for lang, mixed, english in corpora:
+        m, e = pipeline.run(mixed).as_dict(), pipeline.run(english).as_dict()
+        first = first or m
+        embedded += m["ingest"]["chunks_embedded"] + e["ingest"]["chunks_embedded"]
+        row: dict[str, Any] = {
+            "language": next(iter(m["per_language"])),
+            "accuracy@1": m["recall@1"],
+            "accuracy@1_english_only": e["recall@1"],
+            **{key: m[key] for key in TATOEBA_KEYS if key in m},
+            "accuracy@1_lost_to_same_language": round(e["recall@1"] - m["recall@1"], 6),
+            "queries": m["queries"],
+            "documents": m["ingest"]["documents"],
+            "latency_ms_p50": m["latency_ms"]["total"]["p50"],
+            "latency_ms_p95": m["latency_ms"]["total"]["p95"],
+        }
+        per_language[lang] = row
+    assert first is not None
+
+    def mean(key: str) -> float | None:
+        values = [r[key] for r in per_language.values() if isinstance(r.get(key), (int, float))]
+        return round(sum(values) / len(values), 6) if values else None
+
+    result = {
+        "benchmark": "tatoeba-mixed",
+        "model": first["model"],
+        "reranker": first["reranker"],
+        "neutral": first["neutral"],
+        "neutral_active": first["neutral_active"],
+        "dedup": first["dedup"],
+        "k": args.k,
+        "accuracy@1": mean("accuracy@1"),
+        "accuracy@1_english_only": mean("accuracy@1_english_only"),
+        "same_language@10": mean("same_language@10"),
+        "recall@10": mean("recall@10"),
+        "per_language": per_language,
+        "chunks_embedded": embedded,
+    }
+    lines = [
+        _header(result) + " (means over languages in the last row)",
+        "",
+        markdown_table({**per_language, "mean": result}, ("accuracy@1", "accuracy@1_english_only", "recall@10",
+                                                          "mrr@10", "same_language@10", "query_language_accuracy", "queries")),
+    ]
+    return _emit(args, result, "\n".join(lines))
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Stand-alone entry point (`python -m babelrank.evaluation.cli eval ...`)."""
+    parser = argparse.ArgumentParser(prog="babelrank")
+    register(parser.add_subparsers(dest="command", required=True))
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        return int(args.func(args))
+    except BabelrankError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,188 @@
+"""ONNX Runtime backends (fp32 and dynamic int8) against the torch models they replace."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from babelrank import backends
+from babelrank.config import Settings
+from babelrank.errors import ConfigError
+from babelrank.models import load_bi_encoder, load_cross_encoder
+from tiny_models import build_bi_encoder, build_raw_bert
+
+pytest.importorskip("onnxruntime")
+pytest.importorskip("onnx")
+
+TEXTS = [
+    "The red car is parked outside the house near the river.",
+    "Червоний автомобіль стоїть біля будинку на вулиці.",
+    "Синий дом у реки.",
+    "kettle",
+    "A blue house stands by the river and the old bridge, and the kettle boils water in the kitchen every morning "
+    "while the red car waits outside the house near the river.",
+]
+QUERY = "червоний автомобіль біля річки"
+
+
+@pytest.fixture
+def cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    folder = tmp_path / "onnx-cache"
+    monkeypatch.setenv(backends.CACHE_ENV, str(folder))
+    return folder
+
+
+@pytest.fixture(scope="module")
+def shaped_models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("shaped")
+    return {
+        "labse_like": build_bi_encoder(root / "labse-like", dim=16, pooling="cls", seed=2),
+        "raw_bert": build_raw_bert(root / "raw-bert", seed=3),
+    }
+
+
+def _cos(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    return (a * b).sum(-1) / np.linalg.norm(a, axis=-1) / np.linalg.norm(b, axis=-1)
+
+
+@pytest.mark.parametrize("which", ["bi", "bi_plain", "labse_like", "raw_bert"])
+def test_onnx_fp32_matches_torch(which: str, tiny_models: dict[str, Path], shaped_models: dict[str, Path], cache: Path) -> None:
+    path = {**tiny_models, **shaped_models}[which]
+    ref = load_bi_encoder(str(path), device="cpu")
+    fast = load_bi_encoder(str(path), backend="onnx")
+    assert isinstance(fast.model, backends.OnnxSentenceEncoder)
+    assert (fast.dimension, fast.max_seq_length) == (ref.dimension, ref.max_seq_length)
+    assert (fast.query_prompt, fast.document_prompt) == (ref.query_prompt, ref.document_prompt)
+    np.testing.assert_allclose(fast.encode_documents(TEXTS), ref.encode_documents(TEXTS), atol=2e-5)
+    np.testing.assert_allclose(fast.encode_queries([QUERY]), ref.encode_queries([QUERY]), atol=2e-5)
+
+
+def test_onnx_int8_close_to_torch(tiny_models: dict[str, Path], cache: Path) -> None:
+    ref = load_bi_encoder(str(tiny_models["bi"]), device="cpu").encode_documents(TEXTS)
+    fast = load_bi_encoder(str(tiny_models["bi"]), backend="onnx-int8")
+    got = fast.encode_documents(TEXTS)
+    assert fast.model.meta["backend"] == "onnx-int8"
+    assert _cos(got, ref).min() > 0.98
+    np.testing.assert_allclose(np.linalg.norm(got, axis=1), 1.0, atol=1e-5)
+
+
+def test_batching_does_not_change_vectors(tiny_models: dict[str, Path], cache: Path) -> None:
+    """Length-sorted batches are put back in input order; padding does not leak into vectors."""
+    fast = load_bi_encoder(str(tiny_models["bi"]), backend="onnx")
+    together = fast.model.encode(TEXTS, prompt="passage: ", batch_size=2)
+    alone = np.stack([fast.model.encode([t], prompt="passage: ", batch_size=1)[0] for t in TEXTS])
+    np.testing.assert_allclose(together, alone, atol=2e-5)
+    assert fast.model.encode(TEXTS[0]).shape == (fast.dimension,)
+
+
+@pytest.mark.parametrize("backend", ["onnx", "onnx-int8"])
+def test_cross_encoder_logits_close(backend: str, tiny_models: dict[str, Path], cache: Path) -> None:
+    ref = load_cross_encoder(str(tiny_models["cross"]), device="cpu")
+    fast = load_cross_encoder(str(tiny_models["cross"]), backend=backend)
+    assert isinstance(fast.model, backends.OnnxCrossEncoder)
+    assert fast.max_length == ref.max_length
+    want, got = ref.logits(QUERY, TEXTS), fast.logits(QUERY, TEXTS)
+    assert got.shape == want.shape == (len(TEXTS),)
+    if backend == "onnx":
+        np.testing.assert_allclose(got, want, atol=1e-4)
+    else:
+        assert np.abs(got - want).max() < 0.05 * max(1.0, np.abs(want).max())
+    # default activation (sigmoid for one label) like CrossEncoder.predict
+    pairs = [(QUERY, t) for t in TEXTS]
+    np.testing.assert_allclose(fast.model.predict(pairs), 1 / (1 + np.exp(-got)), atol=1e-6)
+
+
+def test_cross_encoder_max_length_truncates(tiny_models: dict[str, Path], cache: Path) -> None:
+    ref = load_cross_encoder(str(tiny_models["cross"]), device="cpu", max_length=12)
+    fast = load_cross_encoder(str(tiny_models["cross"]), backend="onnx", max_length=12)
+    assert fast.model.max_seq_length == 12
+    np.testing.assert_allclose(fast.logits(QUERY, TEXTS), ref.logits(QUERY, TEXTS), atol=1e-4)
+
+
+def test_export_is_cached(tiny_models: dict[str, Path], cache: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level(logging.WARNING, logger="babelrank.backends"):
+        first = load_bi_encoder(str(tiny_models["bi"]), backend="onnx-int8").encode_documents(TEXTS)
+    assert any("exporting embedding model" in r.getMessage() for r in caplog.records)
+    folders = list(cache.iterdir())
+    assert len(folders) == 1 and (folders[0] / backends.MODEL_FILE).is_file()
+
+    def boom(*args: object, **kwargs: object) -> None:
+        raise AssertionError("exported again")
+
+    monkeypatch.setattr(backends, "export_bi_encoder", boom)
+    monkeypatch.setattr("babelrank.models._load", boom)  # not even the torch weights are loaded
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="babelrank.backends"):
+        again = load_bi_encoder(str(tiny_models["bi"]), backend="onnx-int8").encode_documents(TEXTS)
+    assert not caplog.records
+    np.testing.assert_array_equal(first, again)
+    # another backend of the same model is a separate cache entry
+    monkeypatch.undo()
+    monkeypatch.setenv(backends.CACHE_ENV, str(cache))
+    load_bi_encoder(str(tiny_models["bi"]), backend="onnx")
+    assert len(list(cache.iterdir())) == 2
+
+
+def test_cache_key_follows_model_files(tiny_models: dict[str, Path], tmp_path: Path) -> None:
+    import shutil
+
+    copy = Path(shutil.copytree(tiny_models["bi"], tmp_path / "copy"))
+    key = backends.cache_folder(str(copy), "onnx", "bi", tmp_path / "c")
+    assert key == backends.cache_folder(str(copy), "onnx", "bi", tmp_path / "c")
+    assert key != backends.cache_folder(str(copy), "onnx-int8", "bi", tmp_path / "c")
+    (copy / "config_sentence_transformers.json").write_text((copy / "config_sentence_transformers.json").read_text() + " ")
+    assert key != backends.cache_folder(str(copy), "onnx", "bi", tmp_path / "c")
+
+
+def test_backend_from_settings_and_env(make_index, cache: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("BABELRANK_BACKEND", "onnx-int8")
+    assert Settings.from_env().backend == "onnx-int8"
+    monkeypatch.setenv("BABELRANK_CACHE_DIR", str(cache))
+    assert Settings.from_env().cache_dir == cache
+    index = make_index()
+    assert isinstance(index.encoder.model, backends.OnnxSentenceEncoder)
+    index.ingest_texts(TEXTS, metadata={"topic": "t"})
+    result = index.search(QUERY, top_k=4, top_n=2)
+    assert len(result.nodes) == 2
+    assert isinstance(index.reranker()._encoder.model, backends.OnnxCrossEncoder)
+    assert "rerank_score" in result.nodes[0].node.metadata
+    assert set(result.timings) >= {"embed", "search", "rerank"}
+    # a keyword wins over the environment
+    assert not isinstance(make_index(backend="torch", collection="other2").encoder.model, backends.OnnxSentenceEncoder)
+
+
+def test_unknown_backend_is_a_clear_error(tiny_models: dict[str, Path], monkeypatch: pytest.MonkeyPatch) -> None:
+    with pytest.raises(ConfigError, match="backend must be one of torch, onnx, onnx-int8"):
+        Settings(backend="tensorrt")
+    monkeypatch.setenv("BABELRANK_BACKEND", "openvino")
+    with pytest.raises(ConfigError, match="openvino"):
+        Settings.from_env()
+    with pytest.raises(ConfigError, match="choose one of: torch, onnx, onnx-int8"):
+        load_bi_encoder(str(tiny_models["bi"]), backend="int4")
+    with pytest.raises(ConfigError, match="choose one of"):
+        load_cross_encoder(str(tiny_models["cross"]), backend="fp16")
+
+
+def test_unsupported_pipeline_falls_back_to_torch(tmp_path: Path, cache: Path, caplog: pytest.LogCaptureFixture) -> None:
+    from sentence_transformers import SentenceTransformer
+    from sentence_transformers import models as st_models
+
+    base = SentenceTransformer(str(build_bi_encoder(tmp_path / "base")), device="cpu")
+    modules = [base[0], base[1], st_models.LayerNorm(base.get_embedding_dimension() if hasattr(base, "get_embedding_dimension") else 32)]
+    SentenceTransformer(modules=modules, device="cpu").save(str(tmp_path / "odd"))
+    with caplog.at_level(logging.WARNING):
+        encoder = load_bi_encoder(str(tmp_path / "odd"), backend="onnx")
+    assert "using torch" in caplog.text
+    assert not isinstance(encoder.model, backends.OnnxSentenceEncoder)
+    assert encoder.encode_documents(["text"]).shape == (1, encoder.dimension)
+
+
+def test_truncation_is_counted_once(tiny_models: dict[str, Path], cache: Path) -> None:
+    ref = load_bi_encoder(str(tiny_models["bi"]), device="cpu")
+    fast = load_bi_encoder(str(tiny_models["bi"]), backend="onnx")
+    long = " ".join(TEXTS * 4)
+    np.testing.assert_allclose(fast.encode_documents([long, TEXTS[0]]), ref.encode_documents([long, TEXTS[0]]), atol=2e-5)
+    assert fast.truncated == ref.truncated == 1
