@@ -1,30 +1,30 @@
-"""Measure the cosine threshold that tells translations apart from different content.
+"""Measure the centred-cosine threshold that tells translations apart from different content.
 
 Translation-aware results (`babelrank.dedup`) collapse two results when the cosine of their
-stored passage vectors is at or above a threshold. The threshold is a property of the
-embedding model, so it is measured here on Tatoeba (LASER files `tatoeba.<xxx>-eng.*`):
+stored passage vectors, each centred on its language's centroid, is at or above a threshold.
+The threshold is a property of the embedding model, so it is measured here on Tatoeba
+(LASER files `tatoeba.<xxx>-eng.*`), passage prompt on both sides:
 
-* positives: sentence i in xx and its English translation i (passage prompt on both sides);
-* hard negatives, cross-language: for each xx sentence, the most similar English sentence
-  that is *not* its translation (and vice versa);
-* hard negatives, same language: for each sentence, the most similar *other* sentence of the
-  same side (e5 puts same-language texts closer together, so these are the hardest).
+* positives: sentence i in xx and its English translation i;
+* hardest cross-language non-pairs: for each sentence, the most similar sentence on the
+  other side that is *not* its translation;
+* hardest same-language non-pairs: for each sentence, the most similar *other* sentence of
+  its own side.
 
-It prints percentiles of each distribution and two candidate thresholds:
+Centroids are each side's mean vector (in babelrank: the collection's per-language centroid).
+It prints percentiles of the three distributions and the equal-error point between positives
+and the hardest non-pairs (both kinds), which is the suggested threshold. `--raw` adds the
+same tables for the raw cosine, to show why babelrank centres.
 
-* `eer`: the equal-error point between positives and all hard negatives;
-* `precision`: the lowest threshold that at most `--max-false` (default 1 %) of hard
-  negatives reach — a high-precision point (merging two different texts loses a result,
-  keeping two translations only wastes a slot, so babelrank prefers precision).
-
-Tatoeba sentences are short and contain paraphrase near-duplicates ("I'm busy." / "I am
-busy."), which sit among the "negatives" here although they are duplicates for dedup
-purposes, so the negative tail is an upper bound. `--xquad DIR` adds a validation on XQuAD
-paragraphs (en vs other languages, same position = translation; other paragraphs of the same
-article = hard negatives), which the threshold was *not* fitted on.
+Caveats, measured: Tatoeba sentences are short and the hardest "non-pairs" are often
+paraphrases ("I'm sure Tom will..." / "I'm sure that Tom will...", cosine 0.999), which are
+duplicates for dedup purposes, so the negative tail is pessimistic. `--xquad DIR` validates
+the suggested threshold on XQuAD paragraphs (en vs ru/de/es at the same position =
+translation; other paragraphs of the same article = hardest non-pairs) from `--xquad-skip`
+on, so the paragraphs of the XQuAD dedup test are not used; nothing is fitted on XQuAD.
 
     python benchmarks/dedup_threshold.py --model /path/to/multilingual-e5-small-q4 \
-        --data /path/to/tatoeba [--langs ukr,rus,deu,fra] [--xquad /path/to/xquad]
+        --data /path/to/tatoeba [--langs ukr,rus,deu,fra] [--xquad /path/to/xquad] [--raw]
 
 Embeddings are cached as .npy under `--cache` (default /tmp/dedup_cache).
 """
@@ -54,7 +54,7 @@ def _embed(encoder, texts: Sequence[str], cache: Path, tag: str) -> np.ndarray:
     return vectors
 
 
-def hard_negatives(a: np.ndarray, b: np.ndarray, same_side: bool = False) -> np.ndarray:
+def hard_negatives(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """For each row of `a`, the highest cosine to a row of `b` other than its own index."""
     sims = a @ b.T
     np.fill_diagonal(sims, -np.inf)

@@ -231,6 +231,10 @@ def test_min_score_applies_to_the_unboosted_final_score(topic_index) -> None:
 
 XQUAD_PARAGRAPHS = 60  # x 4 languages = 240 chunks, ~1-2 min of ingest on 2 CPU cores
 XQUAD_QUESTIONS = 40  # per question language
+# One chunk per paragraph (e5 allows ~500 tokens): with 256-token chunks a long paragraph
+# splits at different places in each language, and half a paragraph is not a translation
+# of the whole one, so "distinct paragraphs" would mix dedup with chunk alignment.
+XQUAD_CHUNK_TOKENS = 500
 
 
 @pytest.fixture(scope="module")
@@ -242,7 +246,7 @@ def xquad_four(e5_path: Path, real_data_dir: Path, tmp_path_factory: pytest.Temp
     langs = ["en", "ru", "de", "es"]
     corpus = xquad_paragraph_pool(real_data_dir / "xquad", langs, langs, limit=XQUAD_PARAGRAPHS)
     index = BabelIndex(embed_model=str(e5_path), rerank_model="none", store_path=tmp_path_factory.mktemp("xquad4"),
-                       progress=False, device="cpu")
+                       progress=False, device="cpu", chunk_tokens=XQUAD_CHUNK_TOKENS)
     index.ingest_documents([SourceDocument(d.id, d.text, "xquad") for d in corpus.documents])
     yield index, corpus
     index.close()
@@ -257,7 +261,7 @@ def test_xquad_dedup_gives_five_different_paragraphs_and_better_recall(xquad_fou
     index, corpus = xquad_four
     assert set(index.calibration.languages()) >= {"en", "ru", "de", "es"}
     per_lang: dict[str, int] = {}
-    stats = {True: {"distinct": [], "hit": [], "all5": []}, False: {"distinct": [], "hit": [], "all5": []}}
+    stats = {d: {"distinct": [], "all5": [], "recall@1": [], "recall@2": [], "recall@5": []} for d in (True, False)}
     same_language_rep = kept = 0
     for q in corpus.queries:
         if per_lang.get(q.language, 0) >= XQUAD_QUESTIONS:
@@ -270,7 +274,8 @@ def test_xquad_dedup_gives_five_different_paragraphs_and_better_recall(xquad_fou
             positions = [_position(n) for n in nodes]
             stats[dedup]["distinct"].append(len(set(positions)))
             stats[dedup]["all5"].append(len(set(positions)) == 5)
-            stats[dedup]["hit"].append(bool(relevant & set(positions)))
+            for k in (1, 2, 5):  # by paragraph: the question's paragraph, in any language
+                stats[dedup][f"recall@{k}"].append(bool(relevant & set(positions[:k])))
             if dedup:
                 for n in nodes:
                     langs = {n.node.metadata["language"]} | {a["language"] for a in n.node.metadata["alternates"]}
@@ -283,6 +288,9 @@ def test_xquad_dedup_gives_five_different_paragraphs_and_better_recall(xquad_fou
           f"query-language representative {same_language_rep}/{kept}")
     on, off = summary[True], summary[False]
     assert on["all5"] >= 0.95 and on["distinct"] >= 4.9  # five different paragraphs, not translations
-    assert off["distinct"] < 3.5  # without dedup the top-5 is mostly one paragraph in several languages
-    assert on["hit"] > off["hit"]  # recall@5 counted by paragraph
+    assert off["distinct"] < 3.0  # without dedup the top-5 is mostly one paragraph in several languages
+    # recall by paragraph: @5 is already 1.0 without dedup on this pool (the answer paragraph is
+    # always in the top-3 in some language), so dedup must keep it; it gains where slots are few
+    assert on["recall@5"] >= off["recall@5"] - 0.01
+    assert on["recall@2"] > off["recall@2"] and on["recall@1"] >= off["recall@1"]
     assert same_language_rep == kept  # a group holding the query's language is shown in it

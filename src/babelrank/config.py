@@ -55,13 +55,15 @@ class Settings:
         neutral: language-neutral scoring: "auto" (on when the collection holds more than
             one language), "on" or "off".
         dedup: translation-aware results: collapse results that are translations or near
-            duplicates of each other (cosine of their stored passage vectors at or above
-            `dedup_threshold`) into one, keeping the query-language version and listing the
-            others in its `alternates` metadata. "auto" (on when the collection holds more than
-            one language and the threshold is known for the model), "on" or "off".
-        dedup_threshold: cosine for `dedup`; None = the default calibrated for the embedding
-            model (`babelrank.dedup.DEFAULT_THRESHOLDS`; measure your own with
-            `benchmarks/dedup_threshold.py`).
+            duplicates of each other into one, keeping the query-language version and listing
+            the others in its `alternates` metadata (see `babelrank.dedup`). "auto" (on when
+            the collection holds more than one language and the threshold is known for the
+            model), "on" or "off". Collections under 20 chunks are never deduplicated.
+        dedup_threshold: centred cosine (stored passage vectors minus their language's
+            centroid in the collection) at or above which two results are merged; None = the
+            default calibrated for the embedding model (`babelrank.dedup.DEFAULT_THRESHOLDS`,
+            0.61 for multilingual-e5-small); measure your own with
+            `benchmarks/dedup_threshold.py --model PATH --data TATOEBA_DIR`.
         min_score: drop results whose final score is below this.
         progress: progress bars; None = only when stderr is a terminal.
     """
