@@ -140,6 +140,95 @@ def test_query_bad_input(ingested: dict[str, str], capsys: pytest.CaptureFixture
     assert err.startswith("babelrank: error: ") and message in err and len(err.strip().splitlines()) == 1
 
 
+def _json_lines(out: str) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in out.splitlines()]
+
+
+def test_query_language_preferences(ingested: dict[str, str], capsys: pytest.CaptureFixture[str]) -> None:
+    base = ("query", "river and bridge", "--json", "-n", "30", "--dedup", "off")
+    code, out, err = run(capsys, *base, "--lang", "eng,UKR")  # ISO 639-3 and upper case are normalised
+    assert code == 0, err
+    assert {r["language"] for r in _json_lines(out)} == {"uk", "en"}
+    # A margin of 1 outweighs any score gap (sigmoids in [0, 1]): every ru result comes first.
+    code, out, err = run(capsys, *base, "--prefer", "rus", "--prefer-margin", "1")
+    assert code == 0, err
+    langs = [r["language"] for r in _json_lines(out)]
+    assert "ru" in langs and len(set(langs)) > 1
+    assert langs == sorted(langs, key=lambda x: x != "ru")
+    code, out, err = run(capsys, *base, "--answer-language", "en", "--prefer-margin", "1")
+    langs = [r["language"] for r in _json_lines(out)]
+    assert code == 0 and "en" in langs and langs == sorted(langs, key=lambda x: x != "en")
+
+
+def test_query_dedup_modes(ingested: dict[str, str], capsys: pytest.CaptureFixture[str]) -> None:
+    base = ("query", "river and bridge", "--json", "--no-rerank", "-n", "5")
+    code, out, _ = run(capsys, *base, "--dedup", "off")
+    results = _json_lines(out)
+    assert code == 0 and len(results) == 5 and all(r["alternates"] == [] for r in results)
+    # A threshold of -1 merges every candidate into one result, shown in the answer language.
+    code, out, err = run(capsys, *base, "--dedup", "on", "--dedup-threshold", "-1", "--answer-language", "ru")
+    results = _json_lines(out)
+    assert code == 0, err
+    assert len(results) == 1 and results[0]["language"] == "ru"
+    alternates = results[0]["alternates"]
+    assert len(alternates) >= 4 and {a["language"] for a in alternates} >= {"uk", "en"}
+    assert all(set(a) == {"id", "language", "score"} for a in alternates)
+    assert "alternates" not in results[0]["metadata"]
+    code, out, _ = run(capsys, "query", "river and bridge", "--no-rerank", "--dedup", "on", "--dedup-threshold", "-1")
+    header = out.splitlines()[1].split()
+    assert code == 0 and header == ["#", "score", "lang", "also", "source", "snippet"]
+
+
+@pytest.fixture
+def bilingual(env: dict[str, str], tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> dict[str, str]:
+    """25 Ukrainian and 25 English documents: enough chunks per language for neutral scoring."""
+    docs = tmp_path / "bilingual"
+    docs.mkdir()
+    for i in range(25):
+        (docs / f"uk{i}.txt").write_text(f"Нотатка {i}: у Києві й Львові є річки, мости, ринки і бібліотеки.", encoding="utf-8")
+        (docs / f"en{i}.txt").write_text(f"Note {i}: the river flows past the old mill and the market square.", encoding="utf-8")
+    code, _, err = run(capsys, "ingest", str(docs), "--quiet", "--store", str(tmp_path / "bilingual-store"))
+    assert code == 0, err
+    return {**env, "store": str(tmp_path / "bilingual-store")}
+
+
+def test_query_neutral_modes(bilingual: dict[str, str], capsys: pytest.CaptureFixture[str]) -> None:
+    lifted = 0
+    for query, own in (("Де тут ринок і міст через річку?", "uk"), ("Where is the market and the bridge?", "en")):
+        base = ("query", query, "--json", "--no-rerank", "--dedup", "off", "-n", "50", "--store", bilingual["store"])
+        scores = {}
+        for mode in ("off", "on"):
+            code, out, err = run(capsys, *base, "--neutral", mode)
+            assert code == 0, err
+            scores[mode] = {r["id"]: (r["language"], r["retrieval_score"]) for r in _json_lines(out)}
+        assert {r[0] for r in scores["on"].values()} == {"uk", "en"} and set(scores["on"]) == set(scores["off"])
+        # Neutral scores add a per-language lift >= 0, and none to the query's own language.
+        for cid, (lang, on) in scores["on"].items():
+            off = scores["off"][cid][1]
+            assert on >= off - 1e-6
+            if lang == own:
+                assert on == pytest.approx(off, abs=1e-6)
+            lifted += on > off + 1e-6
+    assert lifted  # "on" changed something, so the flag reached the scorer
+
+
+@pytest.mark.parametrize("argv, message", [
+    (("--lang", "xx"), "unknown language code 'xx'"),
+    (("--prefer", "uk,klingon"), "unknown language code 'klingon'"),
+    (("--answer-language", "zz"), "unknown language code 'zz'"),
+    (("--dedup", "maybe"), "invalid choice: 'maybe'"),
+    (("--neutral", "yes"), "invalid choice: 'yes'"),
+    (("--dedup-threshold", "1.5"), "--dedup-threshold is a cosine in [-1, 1]"),
+    (("--prefer-margin", "-0.1"), "--prefer-margin must be >= 0"),
+    (("--backend", "gpu"), "invalid choice: 'gpu'"),
+    (("--language-backend", "cld3"), "invalid choice: 'cld3'"),
+])
+def test_query_option_errors(ingested: dict[str, str], capsys: pytest.CaptureFixture[str], argv: tuple[str, ...], message: str) -> None:
+    code, out, err = run(capsys, "query", "river", *argv)
+    assert code == 2 and out == ""
+    assert message in err and "Traceback" not in err
+
+
 # ---- info / delete -------------------------------------------------------------------------
 def test_info(ingested: dict[str, str], capsys: pytest.CaptureFixture[str]) -> None:
     code, out, _ = run(capsys, "info")
@@ -192,6 +281,35 @@ def test_precedence_flags_env_file_defaults(tmp_path: Path) -> None:
     assert (server.api_token, server.max_query_chars) == ("t", 50)
     server = cli.server_settings_from_args(_args(config=str(json_file), max_query_chars=9), env={"BABELRANK_API_TOKEN": "e"})
     assert (server.api_token, server.max_query_chars) == ("e", 9)
+
+
+def test_model_and_language_flags_are_settings(tmp_path: Path) -> None:
+    args = cli.build_parser().parse_args(["query", "x", "--backend", "onnx-int8", "--language-backend", "fast",
+                                          "--expected-languages", "ukr,RU,en"])
+    s = cli.settings_from_args(args, env={"BABELRANK_BACKEND": "onnx"})
+    assert (s.backend, s.language_backend, s.expected_languages) == ("onnx-int8", "fast", ("uk", "ru", "en"))
+    args = cli.build_parser().parse_args(["--backend", "onnx", "serve"])  # before the command too
+    assert cli.settings_from_args(args, env={}).backend == "onnx"
+    assert cli.settings_from_args(cli.build_parser().parse_args(["info"]), env={"BABELRANK_BACKEND": "onnx"}).backend == "onnx"
+
+
+def test_serve_hands_the_backend_to_its_workers(env: dict[str, str], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    import uvicorn
+
+    from babelrank.server import SERVE_CONFIG_ENV, app_from_env
+
+    for name in (SERVE_CONFIG_ENV, "BABELRANK_MAX_BODY_BYTES", "BABELRANK_MAX_QUERY_CHARS"):
+        monkeypatch.setenv(name, "")  # restored after the test: serve writes these for its workers
+    calls: list[dict[str, Any]] = []
+    monkeypatch.setattr(uvicorn, "run", lambda *a, **k: calls.append(k))
+    code, _, err = run(capsys, "serve", "--workers", "2", "--chroma-host", "localhost", "--backend", "onnx-int8",
+                       "--language-backend", "fast", "--expected-languages", "uk,ru", "--quiet")
+    assert code == 0, err
+    assert calls and calls[0]["workers"] == 2
+    handed = json.loads(os.environ[SERVE_CONFIG_ENV])
+    assert (handed["backend"], handed["language_backend"], handed["expected_languages"]) == ("onnx-int8", "fast", ["uk", "ru"])
+    app = app_from_env()
+    assert app.state.service.settings.backend == "onnx-int8"
 
 
 def test_store_flag_beats_chroma_host_from_env() -> None:

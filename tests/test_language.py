@@ -5,7 +5,6 @@ Accuracy floors read the data folder from ``BABELRANK_TEST_DATA`` (e.g. /work/sh
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import time
@@ -13,16 +12,20 @@ from pathlib import Path
 
 import pytest
 
+from babelrank import language
 from babelrank.language import (
     UNDETERMINED,
     Detection,
     LanguageTagger,
+    lingua_available,
     make_detector,
     normalize_language_code,
 )
 
-HAS_LINGUA = importlib.util.find_spec("lingua") is not None
+HAS_LINGUA = lingua_available()
 UK_RU_EN = ["uk", "ru", "en"]
+needs_lingua = pytest.mark.skipif(not HAS_LINGUA, reason="lingua-language-detector not installed "
+                                  "(pip install 'babelrank[lingua]'; the dev extras include it)")
 
 
 # ----------------------------------------------------------------------------- unit
@@ -44,6 +47,26 @@ def test_mixed_script_text_is_und_with_low_confidence() -> None:
 def test_ambiguous_short_cyrillic_is_not_guessed() -> None:
     # "Так" is a word of uk, ru, bg, mk alike: no wild guess without declared languages.
     assert make_detector("auto").detect("Так").language == UNDETERMINED
+
+
+@pytest.mark.parametrize("backend", ["auto", "fast"])
+@pytest.mark.parametrize("word", ["машина", "Машина", "вода", "школа", "мама"])
+def test_one_ambiguous_word_is_not_guessed(backend: str, word: str) -> None:
+    # Each is a word of uk and ru (and bg/mk): one such word names no language (it was "mk").
+    det = make_detector(backend).detect(word)
+    assert det.language == UNDETERMINED and det.confidence < 0.9, det
+    declared = make_detector(backend, ["uk", "ru"]).detect(word)
+    assert declared.language in (UNDETERMINED, "uk", "ru"), declared
+    if backend == "auto" or word.lower() == "машина":
+        assert declared.language == UNDETERMINED, declared
+
+
+@pytest.mark.parametrize("backend", ["auto", "fast"])
+def test_one_word_with_hard_evidence_is_answered(backend: str) -> None:
+    assert make_detector(backend).detect("хліб").language == "uk"  # і: Ukrainian among uk/ru/bg/mk
+    assert make_detector(backend).detect("Київ").language == "uk"
+    assert make_detector(backend, UK_RU_EN).detect("bread").language == "en"  # the only Latin-script one
+    assert make_detector(backend, UK_RU_EN).detect("съешь").language == "ru"  # ъ, ы
 
 
 @pytest.mark.parametrize("text", ["Ви п'єте каву?", "Їжак живе в лісі.", "Ґанок новий.",
@@ -133,11 +156,45 @@ def test_normalize_language_code_rejects_unknown(code: str) -> None:
         normalize_language_code(code)
 
 
-@pytest.mark.skipif(not HAS_LINGUA, reason="lingua-language-detector not installed")
+@needs_lingua
 def test_lingua_backend() -> None:
     det = make_detector("lingua", UK_RU_EN)
     assert [d.language for d in det.detect_many(["Ми це розуміємо.", "Мы это понимаем.",
                                                  "We understand."])] == ["uk", "ru", "en"]
+
+
+@needs_lingua
+@pytest.mark.parametrize("backend", ["lingua", "auto"])
+def test_lingua_shcha_rule_does_not_rule_out_ukrainian(backend: str) -> None:
+    # lingua 2.1's letter rule omits щ for Ukrainian; with і (uk or kk) it answered "kk" at 1.0.
+    for text in ("Тобі дуже пощастило.", "Що хочете на Різдво?", "Ви будете щасливі."):
+        assert make_detector(backend).detect(text).language == "uk", text
+
+
+@needs_lingua
+def test_auto_asks_lingua_only_when_the_profiles_are_unsure(monkeypatch: pytest.MonkeyPatch) -> None:
+    calls: list[frozenset[str]] = []
+    real = language._LinguaModel.score
+
+    def spy(self: object, text: str, allowed: frozenset[str], max_chars: int) -> list[tuple[str, float]]:
+        calls.append(allowed)
+        return real(self, text, allowed, max_chars)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(language._LinguaModel, "score", spy)
+    det = make_detector("auto")
+    bulgarian = ("София е столицата и най-големият град на България. Градът е разположен в "
+                 "подножието на планината Витоша и има богата история, много музеи и паркове.")
+    assert det.detect(bulgarian).language == "bg"
+    assert det.detect("The weather in the mountains changes quickly, so pack a warm jacket.").language == "en"
+    assert calls == []  # long or clear text: langdetect's profiles decide alone
+    assert det.detect("Том добрий друг.").language == "uk"
+    assert calls and calls[-1] <= {"uk", "ru", "bg", "mk"} and "uk" in calls[-1]
+
+
+def test_auto_without_lingua_is_fast(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(language, "lingua_available", lambda: False)
+    texts = ["Том добрий друг.", "Я бы поел.", "I need sleep.", "Das ist gut.", "машина"]
+    assert make_detector("auto").detect_many(texts) == make_detector("fast").detect_many(texts)
 
 
 def test_language_tagger_sets_metadata() -> None:
@@ -203,13 +260,18 @@ def _accuracy(backend: str, expected: list[str] | None, texts: list[str], lang: 
     return sum(d.language == lang for d in found) / len(texts)
 
 
-# Floors measured with the shipped defaults (see benchmarks/language_id.py); the issue's
-# goals are 98/98/99 declared and 95 each undeclared: "auto" misses uk (and ru undeclared).
+# The issue's goals: >= 98 % uk, >= 98 % ru, >= 99 % en with uk/ru/en declared; >= 95 % each
+# with nothing declared (und counts as wrong). "auto" and "lingua" meet them when lingua is
+# installed. Without lingua, "auto" is "fast" (cues + langdetect profiles), which does not:
+# its floors sit just under its measured accuracy (benchmarks/language_id.py).
+GOALS = {"declared": {"uk": 0.98, "ru": 0.98, "en": 0.99}, "none": {"uk": 0.95, "ru": 0.95, "en": 0.95}}
 FLOORS = {
-    ("auto", "declared"): {"uk": 0.92, "ru": 0.98, "en": 0.99},
-    ("auto", "none"): {"uk": 0.88, "ru": 0.93, "en": 0.95},
-    ("lingua", "declared"): {"uk": 0.98, "ru": 0.975, "en": 0.99},
-    ("lingua", "none"): {"uk": 0.95, "ru": 0.95, "en": 0.97},
+    ("auto", "declared"): GOALS["declared"],
+    ("auto", "none"): GOALS["none"],
+    ("lingua", "declared"): GOALS["declared"],
+    ("lingua", "none"): GOALS["none"],
+    ("fast", "declared"): {"uk": 0.92, "ru": 0.98, "en": 0.99},
+    ("fast", "none"): {"uk": 0.88, "ru": 0.93, "en": 0.95},
 }
 
 
@@ -217,8 +279,8 @@ FLOORS = {
 @pytest.mark.parametrize("backend,setting", list(FLOORS))
 def test_sentence_accuracy_floors(backend: str, setting: str,
                                   sentences: dict[str, list[str]]) -> None:
-    if backend == "lingua" and not HAS_LINGUA:
-        pytest.skip("lingua-language-detector not installed")
+    if backend in ("auto", "lingua") and not HAS_LINGUA:
+        pytest.skip(f"{backend!r} meets the goals with lingua-language-detector, which is not installed")
     expected = UK_RU_EN if setting == "declared" else None
     for lang, floor in FLOORS[(backend, setting)].items():
         acc = _accuracy(backend, expected, sentences[lang], lang)
@@ -226,22 +288,31 @@ def test_sentence_accuracy_floors(backend: str, setting: str,
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("backend", ["auto", "fast"])
 @pytest.mark.parametrize("expected", [UK_RU_EN, None])
-def test_chunk_accuracy_floor(expected: list[str] | None, chunks: dict[str, list[str]]) -> None:
+def test_chunk_accuracy_floor(backend: str, expected: list[str] | None, chunks: dict[str, list[str]]) -> None:
     for lang, texts in chunks.items():
-        acc = _accuracy("auto", expected, texts, lang)
-        assert acc >= 0.995, f"chunks/{lang}/{expected}: {acc:.4f}"
+        acc = _accuracy(backend, expected, texts, lang)
+        assert acc >= 0.995, f"chunks/{backend}/{lang}/{expected}: {acc:.4f}"
+
+
+def _cpu_seconds(det: object, texts: list[str]) -> float:
+    det.detect_many(texts[:50])  # type: ignore[attr-defined]  # loads what these texts need
+    best = float("inf")
+    for _ in range(2):
+        t0 = time.process_time()
+        det.detect_many(texts)  # type: ignore[attr-defined]
+        best = min(best, time.process_time() - t0)
+    return best
 
 
 @pytest.mark.slow
-def test_faster_than_plain_langdetect(sentences: dict[str, list[str]]) -> None:
+@pytest.mark.parametrize("expected", [UK_RU_EN, None])
+def test_faster_than_plain_langdetect(expected: list[str] | None, sentences: dict[str, list[str]],
+                                      chunks: dict[str, list[str]]) -> None:
     texts = sentences["uk"][:300] + sentences["ru"][:300] + sentences["en"][:300]
-    plain, fast = make_detector("langdetect"), make_detector("auto")
-    plain.detect_many(texts[:5]), fast.detect_many(texts[:5])
-    t0 = time.perf_counter()
-    plain.detect_many(texts)
-    t_plain = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    fast.detect_many(texts)
-    t_fast = time.perf_counter() - t0
-    assert t_fast * 5 <= t_plain, f"auto {t_fast:.3f}s vs langdetect {t_plain:.3f}s"
+    long = chunks["uk"][:100] + chunks["ru"][-100:] + chunks["en"][-100:]
+    plain, auto = make_detector("langdetect", expected), make_detector("auto", expected)
+    for what, batch in (("sentences", texts), ("chunks", long)):
+        t_plain, t_auto = _cpu_seconds(plain, batch), _cpu_seconds(auto, batch)
+        assert t_auto * 5 <= t_plain, f"{what}: auto {t_auto:.3f}s vs langdetect {t_plain:.3f}s"

@@ -118,6 +118,88 @@ def test_query_validation_errors(client: TestClient, payload: dict[str, Any], fr
     assert fragment in _error(client.post("/v1/query", json=payload), 422, "validation_error")
 
 
+@pytest.mark.parametrize(
+    "payload, fragment",
+    [
+        ({"languages": ["xx"]}, "unknown language code 'xx'"),
+        ({"prefer_languages": ["uk", "english"]}, "unknown language code 'english'"),
+        ({"answer_language": "zz"}, "unknown language code 'zz'"),
+        ({"dedup": "maybe"}, "dedup"),
+        ({"dedup": True}, "dedup"),
+        ({"neutral": "yes"}, "neutral"),
+        ({"dedup_threshold": 1.5}, "dedup_threshold"),
+        ({"prefer_margin": -0.1}, "prefer_margin"),
+        ({"languages": "uk"}, "languages"),
+    ],
+)
+def test_query_option_validation_errors(client: TestClient, payload: dict[str, Any], fragment: str) -> None:
+    response = client.post("/v1/query", json={"query": "river", **payload})
+    message = _error(response, 422, "validation_error")
+    assert fragment in message and response.json()["error"]["details"]
+
+
+def _languages(body: dict[str, Any]) -> list[str]:
+    return [r["language"] for r in body["results"]]
+
+
+def test_query_language_preferences(client: TestClient) -> None:
+    base = {"query": "river and bridge", "top_n": 30, "dedup": "off"}
+    body = client.post("/v1/query", json={**base, "languages": ["eng", "UKR"]}).json()
+    assert set(_languages(body)) == {"uk", "en"}  # ISO 639-3 and upper case are normalised
+    # A margin of 1 outweighs any score gap (sigmoids in [0, 1]): every ru result comes first.
+    langs = _languages(client.post("/v1/query", json={**base, "prefer_languages": ["rus"], "prefer_margin": 1}).json())
+    assert "ru" in langs and len(set(langs)) > 1 and langs == sorted(langs, key=lambda x: x != "ru")
+    langs = _languages(client.post("/v1/query", json={**base, "answer_language": "en", "prefer_margin": 1}).json())
+    assert "en" in langs and langs == sorted(langs, key=lambda x: x != "en")
+    plain = _languages(client.post("/v1/query", json=base).json())
+    assert plain != sorted(plain, key=lambda x: x != "ru")  # without the preference ru is not first
+
+
+def test_query_dedup_modes(client: TestClient) -> None:
+    base = {"query": "river and bridge", "top_n": 5, "rerank": False}
+    body = client.post("/v1/query", json={**base, "dedup": "off"}).json()
+    assert len(body["results"]) == 5 and all(r["alternates"] == [] for r in body["results"])
+    # A threshold of -1 merges every candidate into one result, shown in the answer language.
+    body = client.post("/v1/query", json={**base, "dedup": "on", "dedup_threshold": -1, "answer_language": "ru"}).json()
+    assert [r["language"] for r in body["results"]] == ["ru"]
+    alternates = body["results"][0]["alternates"]
+    assert len(alternates) >= 4 and {a["language"] for a in alternates} >= {"uk", "en"}
+    assert all(set(a) == {"id", "language", "score"} for a in alternates)
+    assert [a["score"] for a in alternates] == sorted((a["score"] for a in alternates), reverse=True)
+    assert "alternates" not in body["results"][0]["metadata"]
+
+
+def test_query_neutral_modes(make_index: Any) -> None:
+    index = make_index()
+    index.ingest_texts([f"Нотатка {i}: у Києві й Львові є річки, мости, ринки і бібліотеки." for i in range(25)]
+                       + [f"Note {i}: the river flows past the old mill and the market square." for i in range(25)])
+    lifted = 0
+    with TestClient(create_app(index=index, server_settings=ServerSettings())) as c:
+        for query, own in (("Де тут ринок і міст через річку?", "uk"), ("Where is the market and the bridge?", "en")):
+            base = {"query": query, "top_n": 50, "rerank": False, "dedup": "off"}
+            scores = {}
+            for mode in ("off", "on", "auto"):
+                body = c.post("/v1/query", json={**base, "neutral": mode}).json()
+                assert body["query_language"] == own
+                scores[mode] = {r["id"]: (r["language"], r["retrieval_score"]) for r in body["results"]}
+            assert scores["auto"] == scores["on"]  # auto: the configured mode, on for two calibrated languages
+            for cid, (lang, on) in scores["on"].items():
+                off = scores["off"][cid][1]
+                assert on >= off - 1e-6
+                if lang == own:
+                    assert on == pytest.approx(off, abs=1e-6)
+                lifted += on > off + 1e-6
+    assert lifted
+
+
+def test_collections_report_backends(client: TestClient, shared_index: BabelIndex) -> None:
+    info = client.get("/v1/collections").json()["collections"][0]
+    assert info["backend"] == shared_index.settings.backend == "torch"
+    assert info["language_backend"] == "auto" and info["expected_languages"] == []
+    schema = client.get("/openapi.json").json()["components"]["schemas"]["QueryRequest"]["properties"]
+    assert {"prefer_languages", "prefer_margin", "answer_language", "dedup", "dedup_threshold", "neutral"} <= set(schema)
+
+
 def test_bad_filter_and_malformed_json_are_422(client: TestClient) -> None:
     _error(client.post("/v1/query", json={"query": "x", "where": {"$bogus": 1}}), 422, "validation_error")
     response = client.post("/v1/query", content=b"{not json", headers={"content-type": "application/json"})

@@ -20,8 +20,9 @@ import traceback
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
-from babelrank.config import ENV_PREFIX, Settings
+from babelrank.config import BACKENDS, ENV_PREFIX, Settings
 from babelrank.errors import BabelrankError, ConfigError, SourceError
+from babelrank.language import UNDETERMINED, normalize_language_code
 
 logger = logging.getLogger("babelrank.cli")
 
@@ -38,10 +39,16 @@ FLAG_SETTINGS = {
     "chroma_port": "chroma_port",
     "collection": "collection",
     "device": "device",
+    "backend": "backend",
+    "language_backend": "language_backend",
+    "expected_languages": "expected_languages",
 }
+LANGUAGE_BACKENDS = ("auto", "fast", "langdetect", "lingua")
+MODES = ("auto", "on", "off")
+_MODE_FLAGS: dict[str, bool | None] = {"auto": None, "on": True, "off": False}
 _RESULT_KEYS = ("doc_id", "source", "chunk_index", "language", "language_confidence", "char_start", "char_end",
                 "retrieval_score", "rerank_score", "rerank_logit")
-_INTERNAL_KEYS = ("chunk_count", "content_sha256", "doc_sha256", "query_language")
+_INTERNAL_KEYS = ("chunk_count", "content_sha256", "doc_sha256", "query_language", "alternates")
 
 
 class UsageError(Exception):
@@ -208,13 +215,53 @@ def result_dict(rank: int, node: Any) -> dict[str, Any]:
                            "text": node.node.get_content(), "score": None if node.score is None else float(node.score)}
     for key in _RESULT_KEYS[1:]:
         out[key] = meta.get(key)
+    out["alternates"] = list(meta.get("alternates") or [])
     out["metadata"] = {k: v for k, v in meta.items() if k not in _RESULT_KEYS and k not in _INTERNAL_KEYS}
     return out
 
 
-def _languages(values: Iterable[str] | None) -> list[str] | None:
-    out = [code.strip().lower() for v in values or () for code in v.split(",") if code.strip()]
-    return out or None
+def language_code(code: str) -> str:
+    """One language code as stored on chunks: ISO 639-1 (``ukr``/``UK`` -> ``uk``) or ``und``."""
+    raw = str(code).strip().lower()
+    return UNDETERMINED if raw == UNDETERMINED else normalize_language_code(raw)
+
+
+def language_codes(values: Iterable[str] | None) -> list[str] | None:
+    """Codes from values that may each hold several, comma-separated; None when there are none.
+
+    Raises ValueError naming the first unknown code.
+    """
+    out = [language_code(code) for v in values or () for code in str(v).split(",") if code.strip()]
+    return list(dict.fromkeys(out)) or None
+
+
+def mode_flag(mode: str | None) -> bool | None:
+    """A per-query ``auto``/``on``/``off`` as the retriever takes it (None = as configured)."""
+    if mode is None:
+        return None
+    if mode not in _MODE_FLAGS:
+        raise ValueError(f"expected one of {', '.join(MODES)}, got {mode!r}")
+    return _MODE_FLAGS[mode]
+
+
+def _languages_arg(value: str) -> list[str]:
+    """argparse type: a comma-separated list of language codes."""
+    try:
+        return language_codes([value]) or []
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _language_arg(value: str) -> str:
+    """argparse type: one language code."""
+    try:
+        return language_code(value)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _flat(values: Iterable[Sequence[str]] | None) -> list[str] | None:
+    return list(dict.fromkeys(code for v in values or () for code in v)) or None
 
 
 # ---- commands ------------------------------------------------------------------------------
@@ -265,9 +312,21 @@ def cmd_query(args: argparse.Namespace) -> int:
             raise UsageError(f"--where is not valid JSON: {exc}") from None
         if not isinstance(where, dict):
             raise UsageError("--where must be a JSON object, e.g. '{\"topic\": \"places\"}'")
+    if args.dedup_threshold is not None and not -1.0 <= args.dedup_threshold <= 1.0:
+        raise UsageError(f"--dedup-threshold is a cosine in [-1, 1], got {args.dedup_threshold}")
+    if args.prefer_margin is not None and args.prefer_margin < 0:
+        raise UsageError(f"--prefer-margin must be >= 0, got {args.prefer_margin}")
+    options: dict[str, Any] = {
+        "top_k": args.k, "top_n": args.n, "languages": _flat(args.lang), "where": where,
+        "rerank": False if args.no_rerank else None, "min_score": args.min_score,
+        "dedup": mode_flag(args.dedup), "dedup_threshold": args.dedup_threshold,
+        "neutral": mode_flag(args.neutral), "prefer_languages": _flat(args.prefer),
+        "answer_language": args.answer_language,
+    }
+    if args.prefer_margin is not None:
+        options["prefer_margin"] = args.prefer_margin
     with open_index(args) as index:
-        result = index.search(args.text, top_k=args.k, top_n=args.n, languages=_languages(args.lang),
-                              where=where, rerank=False if args.no_rerank else None, min_score=args.min_score)
+        result = index.search(args.text, **options)
     lang, conf = result.query_language, float(result.query_language_confidence)
     if args.json:
         for rank, node in enumerate(result.nodes, 1):
@@ -281,6 +340,7 @@ def cmd_query(args: argparse.Namespace) -> int:
         print("No results.")
         return 0
     reranked = any(n.node.metadata.get("rerank_score") is not None for n in result.nodes)
+    merged = any(n.node.metadata.get("alternates") for n in result.nodes)
     rows = []
     for rank, node in enumerate(result.nodes, 1):
         meta = node.node.metadata
@@ -289,10 +349,12 @@ def cmd_query(args: argparse.Namespace) -> int:
         if meta.get("chunk_count", 1) not in (1, None) or meta.get("chunk_index"):
             source += f" #{meta.get('chunk_index')}"
         scores = [node.score, meta.get("retrieval_score")] if reranked else [node.score]
-        rows.append([rank, *scores, meta.get("language"), _short(source, 32, left=True), node.node.get_content()])
+        also = [",".join(a["language"] for a in meta.get("alternates") or []) or "-"] if merged else []
+        rows.append([rank, *scores, meta.get("language"), *also, _short(source, 32, left=True), node.node.get_content()])
     headers = ["#", "rerank", "retrieval"] if reranked else ["#", "score"]
-    headers += ["lang", "source", "snippet"]
-    align = "r" * (len(headers) - 3) + "lll"
+    headers += ["lang", "also"] if merged else ["lang"]
+    headers += ["source", "snippet"]
+    align = "r" * (len(headers) - 3 - merged) + "l" * (3 + merged)
     fixed = len(format_table([r[:-1] for r in rows], headers[:-1], align=align).splitlines()[0]) + 2
     width = max(30, shutil.get_terminal_size((120, 24)).columns - fixed)
     for row in rows:
@@ -304,7 +366,8 @@ def cmd_query(args: argparse.Namespace) -> int:
 def cmd_info(args: argparse.Namespace) -> int:
     with open_index(args) as index:
         info = index.info()
-        info["rerank_model"] = index.settings.rerank_model
+        for name in ("rerank_model", "backend", "language_backend"):
+            info.setdefault(name, getattr(index.settings, name))
         documents = index.documents() if args.documents else None
     if args.json:
         if documents is not None:
@@ -312,7 +375,7 @@ def cmd_info(args: argparse.Namespace) -> int:
         print(json.dumps(info, ensure_ascii=False, default=str))
         return 0
     keys = ["collection", "store", "model", "dimension", "query_prompt", "document_prompt", "chunk_tokens",
-            "rerank_model", "documents", "chunks"]
+            "rerank_model", "backend", "language_backend", "documents", "chunks"]
     rows = [(k.replace("_", " "), repr(info[k]) if "prompt" in k else info[k]) for k in keys if k in info]
     for k, v in info.items():
         if k in keys or k == "languages":
@@ -424,6 +487,13 @@ def _common_parser() -> argparse.ArgumentParser:
                    help="use a Chroma server (`chroma run`) instead of --store [BABELRANK_CHROMA_HOST]")
     g.add_argument("--chroma-port", metavar="PORT", type=int, default=S, help="Chroma server port [BABELRANK_CHROMA_PORT]")
     g.add_argument("--collection", metavar="NAME", default=S, help="collection name [BABELRANK_COLLECTION]")
+    g.add_argument("--backend", choices=BACKENDS, default=S,
+                   help="inference backend of both models: torch, onnx, onnx-int8 (CPU) [BABELRANK_BACKEND]")
+    g.add_argument("--language-backend", choices=LANGUAGE_BACKENDS, default=S,
+                   help="language detector: auto, fast, langdetect, lingua [BABELRANK_LANGUAGE_BACKEND]")
+    g.add_argument("--expected-languages", type=_languages_arg, metavar="CODES", default=S,
+                   help="languages the collection holds, e.g. uk,ru,en; detection answers only these "
+                   "(or und) [BABELRANK_EXPECTED_LANGUAGES]")
     _output_options(common)
     return common
 
@@ -496,14 +566,29 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Search the collection. Prints the detected query language and a table "
                        "(or JSON lines with --json).",
                        epilog="examples:\n  babelrank query 'де купити квитки на потяг?' -n 3\n"
-                       "  babelrank query 'bicycle repair' --lang uk,ru --json")
+                       "  babelrank query 'bicycle repair' --lang uk,ru --json\n"
+                       "  babelrank query 'train tickets' --answer-language uk --dedup on --neutral off")
     p.add_argument("text", help="the query, in any language")
     p.add_argument("-k", "--top-k", dest="k", type=int, metavar="K", help="candidates fetched before rerank (default: setting top_k)")
     p.add_argument("-n", "--top-n", dest="n", type=int, metavar="N", help="results shown (default: setting top_n)")
-    p.add_argument("--lang", action="append", metavar="CODES", help="only chunks in these languages, e.g. uk,ru (repeatable)")
+    p.add_argument("--lang", "--languages", dest="lang", action="append", type=_languages_arg, metavar="CODES",
+                   help="only chunks in these languages, e.g. uk,ru (repeatable; 'und' = undetermined)")
     p.add_argument("--where", metavar="JSON", help="Chroma metadata filter, e.g. '{\"topic\": \"places\"}'")
     p.add_argument("--min-score", type=float, metavar="S", help="drop results scoring lower")
     p.add_argument("--no-rerank", action="store_true", help="skip the cross-encoder")
+    p.add_argument("--prefer", "--prefer-languages", dest="prefer", action="append", type=_languages_arg,
+                   metavar="CODES", help="rank results in these languages first unless another scores more "
+                   "than --prefer-margin higher (repeatable)")
+    p.add_argument("--prefer-margin", type=float, metavar="M",
+                   help="how far a preferred-language result may trail and still rank first (default 0.05)")
+    p.add_argument("--answer-language", type=_language_arg, metavar="CODE",
+                   help="preferred like --prefer, and the version shown when translations are merged")
+    p.add_argument("--dedup", choices=MODES, help="merge translations / near duplicates: on, off, or auto "
+                   "(the configured mode; default)")
+    p.add_argument("--dedup-threshold", type=float, metavar="T",
+                   help="centred cosine in [-1, 1] at which results merge (default: the model's)")
+    p.add_argument("--neutral", choices=MODES, help="language-neutral scoring: on, off, or auto "
+                   "(the configured mode; default)")
     p.add_argument("--json", action="store_true", help="one JSON object per result (JSON lines)")
     p.set_defaults(func=cmd_query)
 

@@ -12,11 +12,17 @@ Pipeline of the default (``"auto"``) detector:
    ә/ң/ө/ү/қ... Turkic). These are alphabet facts, not fitted thresholds. A long text may
    quote a few foreign words, so 2 % of its letters may fall outside the alphabet.
 4. Declared (expected) languages narrow the candidates; a single survivor needs no model.
-5. Otherwise a statistical model ranks the surviving candidates: a deterministic
-   naive-Bayes pass over langdetect's own n-gram profiles (no random trials, ~10-30x
-   faster than ``langdetect.detect``), or lingua when asked for. Frequent function words
-   listed for exactly one candidate (uk ``це``/``ми``, ru ``это``/``мы``, en ``the``...)
-   multiply that candidate's odds by a fixed factor.
+5. Otherwise a statistical model ranks the surviving candidates. ``auto``: a deterministic
+   naive-Bayes pass over langdetect's own n-gram profiles (no random trials, 10-25x faster
+   than ``langdetect.detect``); a language it leaves within 1:10^4 odds of the top one
+   stays open, and when more than one stays open, lingua-language-detector (when installed)
+   decides among them. Long text is settled by the profiles; short text, where their 1-3-gram
+   profiles are weak (Ukrainian without і/ї/є reads as Russian), goes to lingua.
+   ``fast``: the profiles alone; ``lingua``: lingua for every open decision. Frequent
+   function words listed for exactly one candidate (uk ``це``/``ми``, ru ``это``/``мы``,
+   en ``the``...) multiply that candidate's odds by a fixed factor.
+6. A single word without a telling letter is often a word of several related languages
+   (машина: uk, ru, bg, mk): a model must be 90 % sure to name one, else ``und``.
 
 All detectors are deterministic and load their models once per process.
 """
@@ -43,6 +49,7 @@ __all__ = [
     "Detection",
     "LanguageDetector",
     "LanguageTagger",
+    "lingua_available",
     "make_detector",
     "normalize_language_code",
 ]
@@ -269,6 +276,9 @@ for _lang, _words in _FUNCTION_WORDS.items():
         _WORD_LANGS[_w] = _WORD_LANGS.get(_w, frozenset()) | {_lang}
 _WORD_RE = re.compile(r"[^\W\d_]+(?:['’][^\W\d_]+)?")
 _LEXICAL_ODDS = 20.0  # a frequent function word of L is far likelier in L-text than elsewhere
+# One word without a telling letter is often a word of several related languages (машина,
+# вода, школа: uk, ru, bg, mk alike): a model must be sure (9:1 odds) to name one.
+_ONE_WORD_CONFIDENCE = 0.9
 
 # Latin letters typed inside Cyrillic words (``менi`` with a Latin i) are homoglyphs.
 _HOMOGLYPHS = str.maketrans("aceiopxyAEIOPCXKMHTBïÏ", "асеіорхуАЕІОРСХКМНТВїЇ")
@@ -313,6 +323,14 @@ class _NormTable(dict):
         return value
 
 
+def _gram_key(gram: str) -> int:
+    """An n-gram of up to three characters as one integer (code points need 21 bits)."""
+    key = 0
+    for ch in gram:
+        key = (key << 21) | ord(ch)
+    return key
+
+
 class _LangdetectProfiles:
     """langdetect's n-gram profiles, loaded once, with a deterministic naive-Bayes scorer."""
 
@@ -333,7 +351,10 @@ class _LangdetectProfiles:
         self._ngram = NGram
         self._url_re, self._mail_re = Detector.URL_RE, Detector.MAIL_RE
         grams = list(factory.word_lang_prob_map)
-        self.index = {g: i for i, g in enumerate(grams)}
+        # Each n-gram (n <= 3) as one integer, code points packed 21 bits apart; sorted for lookup.
+        keys = np.asarray([_gram_key(g) for g in grams], dtype=np.uint64)
+        order = np.argsort(keys)
+        self._keys, self._key_rows = keys[order], order
         probs = np.asarray([factory.word_lang_prob_map[g] for g in grams], dtype=np.float64)
         # Same per-n-gram update as langdetect (prob *= alpha/BASE_FREQ + p), in log space.
         weight = Detector.ALPHA_DEFAULT / Detector.BASE_FREQ
@@ -352,32 +373,31 @@ class _LangdetectProfiles:
     def columns(self, allowed: frozenset[str]) -> list[int]:
         return [i for i, c in enumerate(self.codes) if c in allowed]
 
-    def _ngrams(self, text: str, max_chars: int) -> Counter[str]:
+    def _rows(self, text: str, max_chars: int) -> Any:
+        """Profile rows of the text's 1-, 2- and 3-grams (one per occurrence), as langdetect
+        extracts them."""
+        np = self._np
         text = self._mail_re.sub(" ", self._url_re.sub(" ", text[:max_chars]))
         text = self._ngram.normalize_vi(text).translate(self._norm)
-        index = self.index
-        grams: list[str] = []
-        for word in text.split():
-            if len(word) > 1 and _TWO_CAPS.search(word):
-                continue  # acronyms / all-caps words, skipped by langdetect too
-            padded = f" {word} "
-            grams += word
-            grams += [padded[i:i + 2] for i in range(len(padded) - 1)]
-            grams += [padded[i:i + 3] for i in range(len(padded) - 2)]
-        return Counter(g for g in grams if g in index)
+        # acronyms / all-caps words are skipped, by langdetect too
+        words = [w for w in text.split() if len(w) < 2 or not _TWO_CAPS.search(w)]
+        # Every word padded by spaces; n-grams across a space never occur in the profiles.
+        cps = np.frombuffer(f" {' '.join(words)} ".encode("utf-32-le"), dtype=np.uint32).astype(np.uint64)
+        keys = np.concatenate([cps, (cps[:-1] << 21) | cps[1:],
+                               (cps[:-2] << 42) | (cps[1:-1] << 21) | cps[2:]])
+        pos = np.minimum(np.searchsorted(self._keys, keys), len(self._keys) - 1)
+        return self._key_rows[pos[self._keys[pos] == keys]]
 
     def score(self, text: str, allowed: frozenset[str], max_chars: int) -> list[tuple[str, float]]:
         """Posterior over ``allowed`` languages, best first; empty when no known n-gram."""
         np = self._np
         cols = self.columns(allowed)
-        grams = self._ngrams(text, max_chars)
-        if not cols or not grams:
+        rows = self._rows(text, max_chars)
+        if not cols or not len(rows):
             return []
-        rows = np.fromiter((self.index[g] for g in grams), dtype=np.int64, count=len(grams))
-        counts = np.fromiter(grams.values(), dtype=np.float32, count=len(grams))
-        loglik = counts @ self.logp[np.ix_(rows, cols)]
+        loglik = self.logp[rows].sum(axis=0, dtype=np.float64)[cols]
         # Temper: n-grams of one text overlap heavily, so they are far from independent.
-        loglik = loglik.astype(np.float64) / 3.0
+        loglik = loglik / 3.0
         loglik -= loglik.max()
         post = np.exp(loglik)
         post /= post.sum()
@@ -406,48 +426,121 @@ class _LangdetectProfiles:
         return sorted(merged.items(), key=lambda kv: -kv[1])
 
 
+def lingua_available() -> bool:
+    """Whether the optional lingua-language-detector package can be imported."""
+    try:
+        import lingua
+    except ImportError:
+        return False
+    return hasattr(lingua, "LanguageDetectorBuilder")
+
+
 class _LinguaModel:
-    """Lazily imported lingua detector over a fixed language set."""
+    """lingua-language-detector, imported lazily: one detector per candidate set.
 
-    _cache: dict[frozenset[str] | None, _LinguaModel] = {}
+    lingua keeps its n-gram models in a process-wide cache and loads a language's models the
+    first time a detector needs them (about 10-20 MB and 0.1-0.5 s per language), so a
+    detector per candidate set costs little and only languages that occur get loaded.
+    """
 
-    def __init__(self, allowed: frozenset[str] | None) -> None:
+    _instance: _LinguaModel | None = None
+    _MAX_DETECTORS = 256  # distinct candidate sets kept (each holds only a language list)
+
+    def __init__(self) -> None:
         try:
             import lingua
         except ImportError as exc:  # pragma: no cover - depends on the environment
             raise ImportError("backend 'lingua' needs the optional dependency "
                               "lingua-language-detector: pip install 'babelrank[lingua]'") from exc
-        all_langs = {lang.iso_code_639_1.name.lower(): lang for lang in lingua.Language.all()}
-        all_langs["no"] = lingua.Language.BOKMAL
-        if allowed is None:
-            chosen = set(all_langs.values())
-        else:
-            chosen = {all_langs[c] for c in allowed if c in all_langs}
-        self.languages = frozenset(c for c, lang in all_langs.items() if lang in chosen) - {"nn"}
-        self._by_code = all_langs
-        self._detector = (lingua.LanguageDetectorBuilder.from_languages(*chosen)
-                          .with_preloaded_language_models().build() if len(chosen) > 1 else None)
-        self._single = next(iter(chosen)) if len(chosen) == 1 else None
+        self._builder = lingua.LanguageDetectorBuilder
+        by_code = {lang.iso_code_639_1.name.lower(): lang for lang in lingua.Language.all()}
+        by_code["no"] = by_code.pop("nb", lingua.Language.BOKMAL)
+        by_code.pop("nn", None)  # Nynorsk is reported as Norwegian ("no") through Bokmal
+        self._by_code = by_code
+        self._code = {lang: code for code, lang in by_code.items()}
+        self.languages = frozenset(by_code)
+        self._detectors: dict[frozenset[str], Any] = {}
 
     @classmethod
-    def get(cls, allowed: frozenset[str] | None) -> _LinguaModel:
+    def get(cls) -> _LinguaModel:
         with _LOCK:
-            if allowed not in cls._cache:
-                cls._cache[allowed] = cls(allowed)
-            return cls._cache[allowed]
+            if cls._instance is None:
+                cls._instance = cls()
+            return cls._instance
+
+    def _detector(self, langs: frozenset[str]) -> Any:
+        with _LOCK:
+            det = self._detectors.get(langs)
+            if det is None:
+                if len(self._detectors) >= self._MAX_DETECTORS:
+                    self._detectors.clear()
+                det = self._builder.from_languages(*(self._by_code[c] for c in sorted(langs))).build()
+                self._detectors[langs] = det
+            return det
+
+    def _values(self, det: Any, text: str) -> dict[str, float]:
+        out: dict[str, float] = {}
+        for value in det.compute_language_confidence_values(text):
+            code = self._code.get(value.language)
+            if code is not None:
+                out[code] = out.get(code, 0.0) + value.value
+        return out
 
     def score(self, text: str, allowed: frozenset[str], max_chars: int) -> list[tuple[str, float]]:
-        if self._detector is None:
-            code = self._single.iso_code_639_1.name.lower() if self._single else None
-            return [(code, 1.0)] if code in allowed else []
-        values = self._detector.compute_language_confidence_values(text[:max_chars])
-        scored = [(v.language.iso_code_639_1.name.lower(), v.value) for v in values]
-        scored = [(("no" if c == "nb" else c), p) for c, p in scored]
-        kept = [(c, p) for c, p in scored if c in allowed]
-        total = sum(p for _, p in kept)
+        """Posterior over ``allowed`` languages, best first; empty when lingua knows none."""
+        langs = frozenset(allowed & self.languages)
+        if len(langs) <= 1:
+            return [(c, 1.0) for c in langs]
+        det = self._detector(langs)
+        head = text[:max_chars]
+        values = self._values(det, head)
+        if "uk" in langs and not values.get("uk") and _SHCHA.search(head):
+            # lingua 2.1's letter rule lists щ for ru/bg/kk/mn but not for Ukrainian (fixed
+            # upstream in pemistahl/lingua#193), so a word with щ can rule Ukrainian out with
+            # certainty. Ask again with щ spelled шч, the sound it stands for.
+            values = self._values(det, _SHCHA.sub(lambda m: "Шч" if m.group(0) == "Щ" else "шч", head))
+        total = sum(values.values())
         if total <= 0:
             return []
-        return sorted(((c, p / total) for c, p in kept), key=lambda kv: -kv[1])
+        return sorted(((c, p / total) for c, p in values.items()), key=lambda kv: -kv[1])
+
+
+_SHCHA = re.compile("[щЩ]")
+
+
+class _Cascade:
+    """langdetect's profiles first; lingua decides what they leave open.
+
+    The profiles (fast, about 55 languages) rank the candidates. A language whose posterior
+    is below 1/``_DECISIVE_ODDS`` of the top one is ruled out; when one language is left the
+    profiles decide. Otherwise lingua (1- to 5-gram models, far better on short text) ranks
+    the languages left, plus declared languages the profiles do not know. Long texts are
+    almost always decided by the profiles alone, so lingua's cost is paid on short text.
+    """
+
+    def __init__(self, first: _LangdetectProfiles, second: _LinguaModel,
+                 expected: frozenset[str] | None) -> None:
+        self.first, self.second = first, second
+        self.expected = expected or frozenset()
+        self.languages = first.languages | second.languages
+
+    def score(self, text: str, allowed: frozenset[str], max_chars: int) -> list[tuple[str, float]]:
+        """Posterior over ``allowed`` languages, best first."""
+        known = allowed & self.first.languages
+        ranked = self.first.score(text, known, max_chars) if known else []
+        # Languages the profiles cannot judge: those declared, or all when they know none.
+        unknown = allowed - self.first.languages
+        if ranked:
+            unknown &= self.expected
+        top = ranked[0][1] if ranked else 0.0
+        open_ = {c for c, p in ranked if p * _DECISIVE_ODDS >= top} | unknown
+        if len(open_) <= 1 and not unknown:
+            return ranked
+        second = self.second.score(text, frozenset(open_), max_chars)
+        return second or ranked
+
+
+_DECISIVE_ODDS = 1e4  # odds at which the profiles' answer stands without lingua
 
 
 # --------------------------------------------------------------------------- detectors
@@ -553,7 +646,10 @@ class _CueDetector(_BaseDetector):
         p2 = ranked[1][1] if len(ranked) > 1 else 0.0
         # Confidence against the runner-up: a spread over many unlikely languages is no doubt.
         conf = round(share * p1 / (p1 + p2), 4) if p1 > 0 else 0.0
-        return Detection(lang if conf >= self.min_confidence else UNDETERMINED, conf)
+        needed = self.min_confidence
+        if len(_WORD_RE.findall(head)) == 1:
+            needed = max(needed, _ONE_WORD_CONFIDENCE)
+        return Detection(lang if conf >= needed else UNDETERMINED, conf)
 
 
 _BACKENDS = ("auto", "langdetect", "fast", "lingua")
@@ -563,13 +659,16 @@ def make_detector(backend: str = "auto", expected_languages: Sequence[str] | Non
                   min_confidence: float = 0.55, min_chars: int = 3) -> LanguageDetector:
     """Build a deterministic language detector.
 
-    backend: ``"auto"`` (script/alphabet cues + langdetect profiles scored deterministically),
-    ``"fast"`` (same as auto), ``"langdetect"`` (plain seeded langdetect, the baseline, no cues),
-    ``"lingua"`` (cues + lingua-language-detector, imported lazily).
+    backend: ``"auto"`` (script/alphabet cues, then langdetect's profiles scored in one
+    deterministic pass; when lingua-language-detector is installed, lingua decides whatever
+    the profiles leave open), ``"fast"`` (cues + profiles only, never lingua),
+    ``"langdetect"`` (plain seeded langdetect, the baseline, no cues), ``"lingua"`` (cues +
+    lingua for every open decision; needs the ``lingua`` extra).
     expected_languages: languages the collection declares (ISO 639-1 or 639-3 codes).
     min_confidence: below it the answer is ``und`` (the confidence is still reported). The
     confidence of a model decision is p(top) / (p(top) + p(runner-up)) times the share of
     letters in the main script; an alphabet/script decision reports 0.99 times that share.
+    A single word decided by a model needs at least 0.9 (``машина`` is uk, ru, bg alike).
     min_chars: texts with fewer letters are ``und``.
     """
     if backend not in _BACKENDS:
@@ -581,9 +680,15 @@ def make_detector(backend: str = "auto", expected_languages: Sequence[str] | Non
                 if expected_languages else None)
     if backend == "langdetect":
         return _PlainLangdetect(expected, min_confidence, min_chars)
+    model: Any
     if backend == "lingua":
-        model: Any = _LinguaModel.get(expected)
+        model = _LinguaModel.get()
+    elif backend == "auto" and lingua_available():
+        model = _Cascade(_LangdetectProfiles.get(), _LinguaModel.get(), expected)
     else:
+        if backend == "auto":
+            logger.debug("lingua-language-detector is not installed: 'auto' uses langdetect's "
+                         "profiles alone (pip install 'babelrank[lingua]' for short texts)")
         model = _LangdetectProfiles.get()
     return _CueDetector(model, expected, min_confidence, min_chars)
 

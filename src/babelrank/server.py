@@ -34,18 +34,18 @@ import tempfile
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, AsyncIterator, Callable, Mapping, TypeVar
+from typing import Any, AsyncIterator, Callable, Literal, Mapping, TypeVar
 
 from fastapi import FastAPI, HTTPException, Request
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from pydantic import AliasChoices, BaseModel, ConfigDict, Field, ValidationError
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, ValidationError, field_validator
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from babelrank import __version__
-from babelrank.cli import result_dict
+from babelrank.cli import language_code, language_codes, mode_flag, result_dict
 from babelrank.config import ENV_PREFIX, Settings
 from babelrank.errors import (
     BabelrankError,
@@ -130,6 +130,9 @@ class ServerSettings:
 
 
 # ---- request / response models -----------------------------------------------------------
+Mode = Literal["auto", "on", "off"]
+
+
 class QueryRequest(BaseModel):
     """A search request."""
 
@@ -139,10 +142,51 @@ class QueryRequest(BaseModel):
     k: int | None = Field(None, ge=1, le=1000, validation_alias=AliasChoices("k", "top_k"),
                           description="Candidates fetched from the vector store (default: setting top_k).")
     top_n: int | None = Field(None, ge=1, le=200, description="Results returned (default: setting top_n).")
-    languages: list[str] | None = Field(None, description="Only chunks in these languages (ISO 639-1), e.g. [\"uk\", \"ru\"].")
+    languages: list[str] | None = Field(None, description="Only chunks in these languages (ISO 639-1 or 639-3; "
+                                        "\"und\" = undetermined), e.g. [\"uk\", \"ru\"].")
     where: dict[str, Any] | None = Field(None, description="Chroma metadata filter, e.g. {\"topic\": \"places\"}.")
     rerank: bool | None = Field(None, description="Cross-encoder rerank; null = as configured.")
     min_score: float | None = Field(None, description="Drop results whose final score is lower.")
+    prefer_languages: list[str] | None = Field(
+        None, description="Results in these languages rank first unless another scores more than prefer_margin higher.")
+    prefer_margin: float | None = Field(None, ge=0.0, description="How far a preferred-language result may "
+                                        "trail and still rank first (default 0.05, in final-score units).")
+    answer_language: str | None = Field(None, description="Preferred like prefer_languages, and the version shown "
+                                        "when translations are merged.")
+    dedup: Mode | None = Field(None, description="Merge translations / near duplicates: on, off, or auto "
+                               "(= as configured; also null).")
+    dedup_threshold: float | None = Field(None, ge=-1.0, le=1.0, description="Centred cosine at or above which "
+                                          "results merge (default: the model's).")
+    neutral: Mode | None = Field(None, description="Language-neutral scoring: on, off, or auto (= as configured; "
+                                 "also null).")
+
+    @field_validator("languages", "prefer_languages")
+    @classmethod
+    def _codes(cls, value: list[str] | None) -> list[str] | None:
+        return language_codes(value)
+
+    @field_validator("answer_language")
+    @classmethod
+    def _code(cls, value: str | None) -> str | None:
+        return language_code(value) if value is not None and value.strip() else None
+
+    def search_options(self) -> dict[str, Any]:
+        """Keyword arguments of `BabelIndex.search` for this request."""
+        options: dict[str, Any] = {
+            "top_k": self.k, "top_n": self.top_n, "languages": self.languages, "where": self.where,
+            "rerank": self.rerank, "min_score": self.min_score, "dedup": mode_flag(self.dedup),
+            "dedup_threshold": self.dedup_threshold, "neutral": mode_flag(self.neutral),
+            "prefer_languages": self.prefer_languages, "answer_language": self.answer_language,
+        }
+        if self.prefer_margin is not None:
+            options["prefer_margin"] = self.prefer_margin
+        return options
+
+
+class Alternate(BaseModel):
+    id: str = Field(description="Chunk id of a translation / near duplicate merged into this result.")
+    language: str
+    score: float = Field(description="Its first-stage retrieval score.")
 
 
 class QueryHit(BaseModel):
@@ -160,6 +204,8 @@ class QueryHit(BaseModel):
     chunk_index: int | None
     char_start: int | None = None
     char_end: int | None = None
+    alternates: list[Alternate] = Field(default_factory=list, description="Translations / near duplicates merged "
+                                        "into this result (dedup), best first.")
     metadata: dict[str, Any] = Field(description="The document's own metadata.")
 
 
@@ -533,11 +579,9 @@ def create_app(
         if not request.query.strip():
             raise ApiError("validation_error", "query: must not be blank")
         idx = service.require_index()
-        kwargs = {"top_k": request.k, "top_n": request.top_n, "languages": request.languages,
-                  "where": request.where, "rerank": request.rerank, "min_score": request.min_score}
         loop = asyncio.get_running_loop()
         start = loop.time()
-        result = await service.run(idx.search, request.query, **kwargs)
+        result = await service.run(idx.search, request.query, **request.search_options())
         timings = {k: round(v, 6) for k, v in result.timings.items()}
         timings["total"] = round(loop.time() - start, 6)
         return {
@@ -598,9 +642,9 @@ def create_app(
         """Statistics of the served collection: chunks and documents per language, model, store."""
         idx = service.require_index()
         info = await service.run(idx.info)
-        info["rerank_model"] = idx.settings.rerank_model
-        info["top_k"] = idx.settings.top_k
-        info["top_n"] = idx.settings.top_n
+        for name in ("rerank_model", "backend", "language_backend", "top_k", "top_n", "neutral", "dedup"):
+            info.setdefault(name, getattr(idx.settings, name))
+        info.setdefault("expected_languages", list(idx.settings.expected_languages))
         return {"collections": [jsonable_encoder(info)]}
 
     return app
