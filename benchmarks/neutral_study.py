@@ -54,14 +54,23 @@ def fixed_cos(Q, qlangs, P, plangs, mu: dict, s: float) -> np.ndarray:
     return Qc @ Pc.T
 
 
-def overfetch_depth(raw: np.ndarray, neutral: np.ndarray, k: int = 20) -> np.ndarray:
-    """Per query: raw-rank depth a single ANN query must reach to contain the neutral top-k."""
-    order = np.argsort(-raw, axis=1)
-    rank = np.empty_like(order)
+def extra_queries(raw: np.ndarray, neutral: np.ndarray, plangs, k: int, factor: int) -> np.ndarray:
+    """Per query: the per-language queries `BabelIndex.search_vectors` adds to its first one.
+
+    First query: the raw top `factor * k`. A language L needs its own query when its unseen
+    chunks could still reach the neutral top-k: lowest fetched raw score + lift_L > k-th
+    neutral score among the fetched.
+    """
+    plangs = np.asarray(plangs)
+    langs = list(dict.fromkeys(plangs.tolist()))
+    first = np.array([np.flatnonzero(plangs == lang)[0] for lang in langs])
+    lift = (neutral - raw)[:, first]  # constant within a language
+    n = min(factor * k, raw.shape[1] - 1)
+    order = np.argsort(-raw, axis=1)[:, :n]
     rows = np.arange(raw.shape[0])[:, None]
-    rank[rows, order] = np.arange(raw.shape[1])[None, :]
-    top = np.argsort(-neutral, axis=1)[:, :k]
-    return rank[rows, top].max(1) + 1
+    floor = raw[rows, order][:, -1]
+    kth = -np.sort(-neutral[rows, order], axis=1)[:, k - 1]
+    return ((floor[:, None] + lift) > kth[:, None] + 1e-12).sum(1)
 
 
 def calibrate(P, plangs, pq=None, pq_langs=None) -> LanguageCalibration:
@@ -73,7 +82,7 @@ def calibrate(P, plangs, pq=None, pq_langs=None) -> LanguageCalibration:
 
 
 def tatoeba_study(data: Path, model: str) -> tuple[list, list]:
-    rows, depths = [], []
+    rows, pools = [], []
     rng = np.random.default_rng(RNG_SEED)
     for lang in nd.TATOEBA_LANGS:
         xx, en = nd.tatoeba(data, lang)
@@ -113,13 +122,13 @@ def tatoeba_study(data: Path, model: str) -> tuple[list, list]:
         S[own] = -np.inf
         R = raw.copy()
         R[own] = -np.inf
-        depths.append(overfetch_depth(R, S))
+        pools.append((R, S, plangs))
         rows.append(r)
         log.info("%s done", lang)
-    return rows, depths
+    return rows, pools
 
 
-def xquad_study(data: Path, model: str) -> tuple[dict, np.ndarray]:
+def xquad_study(data: Path, model: str) -> tuple[dict, tuple]:
     rng = np.random.default_rng(RNG_SEED)
     P, PL, Q, QL, rel, PQ, PQL = [], [], [], [], [], [], []
     byid: dict[str, list[int]] = {}
@@ -174,14 +183,13 @@ def xquad_study(data: Path, model: str) -> tuple[dict, np.ndarray]:
         sub = np.concatenate(sub)
         c = calibrate(P[sub], PL_a[sub].tolist())
         out[f"method, centroids from {m}/lang"] = metrics(method_scores(Q, QL, P, PL, c))
-    return out, overfetch_depth(raw, Sm)
+    return out, (raw, Sm, PL)
 
 
-def depth_row(name: str, d: np.ndarray) -> str:
-    qs = np.percentile(d, [50, 90, 99])
-    cover = [np.mean(d <= k) for k in (20, 50, 100, 200, 500)]
-    return (f"| {name} | {qs[0]:.0f} | {qs[1]:.0f} | {qs[2]:.0f} | {d.max()} | "
-            + " | ".join(f"{c:.3f}" for c in cover) + " |")
+def extra_row(name: str, raw: list[np.ndarray], neutral: list[np.ndarray], plangs: list, k: int, factor: int) -> str:
+    e = np.concatenate([extra_queries(r, s, p, k, factor) for r, s, p in zip(raw, neutral, plangs)])
+    return (f"| {name} | {k} | {factor} | {np.mean(e == 0):.3f} | {np.mean(e):.2f} | "
+            f"{np.mean(1 + e):.2f} | {e.max()} |")
 
 
 def main() -> None:
@@ -191,7 +199,7 @@ def main() -> None:
     args = ap.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(message)s")
 
-    rows, tdepths = tatoeba_study(args.data, args.model)
+    rows, tpools = tatoeba_study(args.data, args.model)
     cols = ["raw", "cos0.5", "cos0.75", "cos1.0", "full", "method", "method_unk", "raw_same",
             "method_same", "en_raw", "en_method"]
     print("\n## Tatoeba mixed pool, acc@1 (pool = all English + other xx sentences)\n")
@@ -206,18 +214,19 @@ def main() -> None:
     print(f"\nworst method - raw: {worst:+.3f}; worst method_unk - raw: "
           f"{min(r['method_unk'] - r['raw'] for r in rows):+.3f}")
 
-    xq, xdepth = xquad_study(args.data, args.model)
+    xq, xpool = xquad_study(args.data, args.model)
     print("\n## XQuAD-R en+ru+de+es sentence pool\n")
     print("| scoring | mAP@20 | R@1 | same-language@10 |\n|---|---|---|---|")
     for k, v in xq.items():
         print(f"| {k} | {v['mAP@20']:.3f} | {v['R@1']:.3f} | {v['same@10']:.3f} |")
 
-    print("\n## Single-ANN over-fetch: raw-rank depth holding the exact neutral top-20\n")
-    print("| pool | p50 | p90 | p99 | max | share<=20 | <=50 | <=100 | <=200 | <=500 |")
-    print("|---|---|---|---|---|---|---|---|---|---|")
-    print(depth_row("XQuAD-R 4 langs (4890 chunks)", xdepth))
-    print(depth_row("Tatoeba 16 pools (~2000 chunks each)", np.concatenate(tdepths)))
-
+    print("\n## Neutral search cost: Chroma queries per search (first query fetches factor x k)\n")
+    print("| pool | k | factor | share with one query | extra queries (mean) | queries (mean) | max extra |")
+    print("|---|---|---|---|---|---|---|")
+    for k in (20, 50):
+        for factor in (2, 4, 8):
+            print(extra_row("XQuAD-R 4 langs (4890 chunks)", [xpool[0]], [xpool[1]], [xpool[2]], k, factor))
+            print(extra_row("Tatoeba 16 pools (~2000 chunks each)", *map(list, zip(*tpools)), k, factor))
 
 if __name__ == "__main__":
     main()

@@ -69,6 +69,40 @@ def test_neutral_search_is_exact_against_brute_force(make_index) -> None:
         assert all(h.score == pytest.approx(by_id[h.id], abs=1e-5) for h in got)
 
 
+class _FixedLifts:
+    """A scorer stand-in whose per-language lifts are given (to force each search path)."""
+
+    def __init__(self, lifts: dict[str, float]) -> None:
+        self.lifts = lifts
+
+    def offsets(self, query, query_language):
+        return self.lifts
+
+
+@pytest.mark.parametrize("lifts, queries", [({"uk": 0.0, "en": 0.0, "und": 0.0}, 1),
+                                            ({"uk": 5.0, "en": 0.0, "und": 0.0}, 2)])
+def test_neutral_search_adds_a_language_query_only_when_its_bound_requires(make_index, monkeypatch, lifts, queries) -> None:
+    index = make_index(neutral="on", rerank_model="none")
+    texts, ids = _texts(60)
+    keep = [i for i, x in enumerate(ids) if x.startswith("en") or int(x[2:]) < 12]  # 60 en, 12 uk
+    index.ingest_texts([texts[i] for i in keep], ids=[ids[i] for i in keep])
+    res = index.store.collection.get(include=["embeddings", "metadatas"])
+    vectors = np.asarray(res["embeddings"], dtype=np.float64)
+    languages = [m["language"] for m in res["metadatas"]]
+    calls = []
+    real_query = index.store.query
+    monkeypatch.setattr(index.store, "query", lambda *a, **kw: calls.append(a) or real_query(*a, **kw))
+    q = index.encoder.encode_queries(["the kettle boils"])[0]
+    monkeypatch.setattr("babelrank.index.NEUTRAL_OVERFETCH", 4)  # first query: 60 of the 72 chunks
+    got = index.search_vectors(q, "en", 15, None, _FixedLifts(lifts))
+    unit = q / np.linalg.norm(q)
+    exact = sorted((float(v @ unit) + lifts[lang] for v, lang in zip(vectors, languages)), reverse=True)[:15]
+    assert [h.score for h in got] == pytest.approx(exact, abs=1e-4)
+    assert len(calls) == queries
+    if lifts["uk"] > 1:  # a lift that large puts all 12 Ukrainian chunks first
+        assert [h.metadata["language"] for h in got] == ["uk"] * 12 + ["en"] * 3
+
+
 def test_one_language_collection_ranks_exactly_as_raw(make_index) -> None:
     index = make_index(neutral="auto", rerank_model="none")
     index.ingest_texts([f"{t} {i}" for i in range(6) for t in EN], ids=[f"e{i}-{j}" for i in range(6) for j in range(5)])
@@ -78,3 +112,16 @@ def test_one_language_collection_ranks_exactly_as_raw(make_index) -> None:
         raw = [(n.node.id_, round(n.score, 5)) for n in index.query(query, top_n=10, neutral=False)]
         neutral = [(n.node.id_, round(n.score, 5)) for n in forced.query(query, top_n=10)]
         assert raw == neutral
+
+
+def test_per_query_neutral_overrides_the_collection_setting(make_index) -> None:
+    index = make_index(neutral="off", rerank_model="none")
+    texts, ids = _texts(30)
+    index.ingest_texts(texts, ids=ids)
+    assert index.neutral_scorer() is None and index.neutral_scorer("on") is not None
+    query = "червоний автомобіль"
+    raw = {n.node.id_: n.score for n in index.query(query, top_n=60, top_k=60)}
+    on = {n.node.id_: n.score for n in index.query(query, top_n=60, top_k=60, neutral=True)}
+    assert set(raw) == set(on)
+    lifted = [i for i in raw if on[i] > raw[i] + 1e-6]
+    assert lifted and all(i.startswith("en") for i in lifted)  # only the other language is lifted

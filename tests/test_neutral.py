@@ -147,3 +147,26 @@ def test_rescore_consistent_with_query_vector_per_language():
         pooled = np.concatenate(pooled)
         merged = pooled[np.argsort(-sc.rescore(q, "bb", P[pooled], plangs[pooled].tolist()))[:k]]
         assert set(merged) == set(np.argsort(-exact)[:k])
+
+
+# --- real model and data (CI): the headline claim through the product ---------------------
+
+
+@pytest.mark.real_model
+@pytest.mark.parametrize("lang3", ["ukr", "rus"])
+def test_real_e5_tatoeba_mixed_pool_gains_at_least_15_points(lang3, e5_path, real_data_dir, tmp_path) -> None:
+    """Full Tatoeba mixed pool (1000 queries, ~2000 chunks) through BabelIndex: the product's
+    own chunking, language detection and Chroma; neutral on vs off on the same cached store."""
+    from babelrank.config import Settings
+    from babelrank.evaluation.datasets import tatoeba_mixed_pool
+    from babelrank.evaluation.runner import evaluate
+    from babelrank.models import load_bi_encoder
+
+    corpus = tatoeba_mixed_pool(real_data_dir / "tatoeba", lang3)
+    settings = Settings(embed_model=str(e5_path), rerank_model="none", device="cpu", progress=False)
+    encoder = load_bi_encoder(str(e5_path), device="cpu")
+    acc = {mode: evaluate(corpus, settings, rerank=False, neutral=mode, cache_dir=tmp_path,
+                          encoder=encoder).metrics["recall@1"] for mode in (False, True)}
+    print(f"Tatoeba {lang3} mixed pool accuracy@1: neutral off {acc[False]:.3f}, on {acc[True]:.3f}")
+    assert len(corpus.queries) == 1000
+    assert acc[True] >= acc[False] + 0.15

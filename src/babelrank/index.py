@@ -28,6 +28,11 @@ from babelrank.store import CALIBRATION_KEY, ChromaStore, Hit
 logger = logging.getLogger(__name__)
 
 DEFAULT_CHUNK_TOKENS = 256
+NEUTRAL_OVERFETCH = 8
+"""Neutral search fetches this many times k raw neighbours in its first query (see
+`BabelIndex.search_vectors`). Measured (benchmarks/neutral_study.py, e5-small, k=50): 1.87
+Chroma queries per search on 4-language XQuAD-R and 1.51 on 2-language Tatoeba pools,
+against 4 and 2 with one query per language; 4x k gives 2.75 and 1.69."""
 
 
 class BabelIndex:
@@ -177,12 +182,13 @@ class BabelIndex:
             self._reranker_loaded = True
         return self._reranker
 
-    def neutral_scorer(self) -> NeutralScorer | None:
+    def neutral_scorer(self, mode: str | None = None) -> NeutralScorer | None:
         """The language-neutral scorer, or None when the mode is off for this collection.
 
+        `mode` ("auto", "on", "off") overrides the collection's setting for one query.
         "auto" turns it on when at least two languages have a centroid.
         """
-        mode = self.settings.neutral
+        mode = mode or self.settings.neutral
         if mode == "off":
             return None
         scorer = self.calibration.scorer()
@@ -197,26 +203,42 @@ class BabelIndex:
         """Top-k chunks for a query vector, best first.
 
         Raw mode: one Chroma query, score = cosine. Neutral mode: the neutral score is the
-        cosine plus a lift that is constant within a chunk language, so one Chroma query per
-        stored language (k each) gives the exact neutral top-k under approximate search.
+        cosine plus a lift that is constant within a chunk language. One query fetches
+        `NEUTRAL_OVERFETCH` x k raw neighbours; a language whose unseen chunks could still
+        reach the neutral top-k (lowest fetched cosine + its lift > the k-th neutral score)
+        gets its own filtered query of k. The result is the exact neutral top-k under the
+        same approximate search, usually at the cost of one query.
         With `include_embeddings`, each hit carries its stored vector (for dedup).
         """
         if scorer is None:
             return self.store.query(vector, k, where, include_embeddings=include_embeddings)
         lifts = scorer.offsets(vector, query_language)
-        wanted = set(where["language"]["$in"]) if where and "language" in where else None
-        hits: list[Hit] = []
-        for language in self.calibration.languages():
-            if wanted is not None and language not in wanted:
-                continue
-            clause: dict[str, Any] = {"language": language}
+
+        def lift(language: str) -> float:
+            return lifts.get(language, lifts.get("und", 0.0))
+
+        def lifted(found: list[Hit]) -> dict[str, Hit]:
+            return {h.id: Hit(h.id, h.text, h.metadata, h.score + lift(str(h.metadata.get("language", "und"))),
+                              h.embedding) for h in found}
+
+        fetch = k * NEUTRAL_OVERFETCH
+        first = self.store.query(vector, fetch, where, include_embeddings=include_embeddings)
+        hits = lifted(first)
+        if len(first) == fetch:  # not exhaustive: check every language's bound
+            floor = min(h.score for h in first)
+            scores = sorted((h.score for h in hits.values()), reverse=True)
+            kth = scores[k - 1] if len(scores) >= k else -np.inf
+            wanted = set(where["language"]["$in"]) if where and "language" in where else None
             rest = {k2: v for k2, v in (where or {}).items() if k2 != "language"}
-            lang_where = {"$and": [clause, rest]} if rest else clause
-            lift = lifts.get(language, lifts.get("und", 0.0))
-            for hit in self.store.query(vector, k, lang_where, include_embeddings=include_embeddings):
-                hits.append(Hit(hit.id, hit.text, hit.metadata, hit.score + lift, hit.embedding))
-        hits.sort(key=lambda h: h.score, reverse=True)
-        return hits[:k]
+            for language in self.calibration.languages():
+                if (wanted is not None and language not in wanted) or floor + lift(language) <= kth:
+                    continue
+                clause: dict[str, Any] = {"language": language}
+                lang_where = {"$and": [clause, rest]} if rest else clause
+                logger.debug("neutral search: extra query for %r (lift %.4f)", language, lift(language))
+                for hid, hit in lifted(self.store.query(vector, k, lang_where, include_embeddings=include_embeddings)).items():
+                    hits.setdefault(hid, hit)
+        return sorted(hits.values(), key=lambda h: h.score, reverse=True)[:k]
 
     def as_retriever(self, **kwargs: Any) -> BabelRetriever:
         """A llama-index retriever; keyword arguments as in `BabelRetriever`."""

@@ -162,9 +162,7 @@ class BabelRetriever(BaseRetriever):
         vector = index.encoder.encode_queries([query])[0]
         t1 = time.perf_counter()
         timings["embed"] = t1 - t0
-        scorer = index.neutral_scorer() if self.neutral is not False else None
-        if self.neutral and scorer is None:
-            logger.info("language-neutral scoring requested but the collection has no calibration; raw scores used")
+        scorer = index.neutral_scorer({True: "on", False: "off", None: None}[self.neutral])
         threshold = self.dedup_threshold_in_use()
         hits = index.search_vectors(
             vector, detection.language, self.top_k, build_where(self.languages, self.where), scorer,
