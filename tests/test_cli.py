@@ -235,8 +235,14 @@ def test_info(ingested: dict[str, str], capsys: pytest.CaptureFixture[str]) -> N
     assert code == 0
     assert "collection" in out and "dimension" in out and "Chunks per language" in out
     assert ingested["BABELRANK_STORE_PATH"] in out and ingested["BABELRANK_EMBED_MODEL"] in out
+    text = out
     code, out, _ = run(capsys, "info", "--json", "--documents")
     info = json.loads(out)
+    calibration = info["neutral"]["calibration"]
+    assert set(calibration) == set(info["languages"])
+    for lang, c in calibration.items():  # the text table shows each language's calibration
+        row = next(line for line in text.splitlines() if line.split()[:2] == [lang, str(c["chunks"])])
+        assert ("yes (norm" in row) == c["centroid"] and ("collection mean" in row) != c["centroid"]
     assert info["documents"] == 9 and set(info["languages"]) >= {"uk", "ru", "en"} and info["dimension"] == 32
     assert str((DATA / "notes.jsonl").resolve()) + "#market" in info["document_ids"]
 

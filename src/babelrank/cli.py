@@ -388,8 +388,15 @@ def cmd_info(args: argparse.Namespace) -> int:
     print(format_table(rows, align="ll"))
     languages = info.get("languages") or {}
     if languages:
-        print("\nChunks per language:")
-        print(format_table(sorted(languages.items(), key=lambda kv: -kv[1]), ("language", "chunks"), align="lr"))
+        calibration = (info.get("neutral") or {}).get("calibration") or {}
+
+        def centroid(lang: str) -> str:
+            c = calibration.get(lang) or {}
+            return f"yes (norm {c['centroid_norm']})" if c.get("centroid") else "no (collection mean)"
+
+        print("\nChunks per language and language-neutral calibration:")
+        print(format_table([(lang, n, centroid(lang)) for lang, n in sorted(languages.items(), key=lambda kv: -kv[1])],
+                           ("language", "chunks", "centroid"), align="lrl"))
     if documents is not None:
         print(f"\nDocuments ({len(documents)}):")
         print(format_table(sorted(documents.items()), ("doc_id", "source"), align="ll") if documents else "(none)")
