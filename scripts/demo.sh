@@ -3,7 +3,7 @@
 # Models come from the model hub, or offline from BABELRANK_MODEL_DIR (a folder of model folders).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bash scripts/bootstrap.sh server
+bash scripts/bootstrap.sh server,lingua
 . .venv/bin/activate
 export BABELRANK_STORE_PATH="${BABELRANK_STORE_PATH:-.babelrank/demo}"
 babelrank ingest examples/data --collection demo

@@ -3,72 +3,21 @@ with BABELRANK_TEST_MODELS / BABELRANK_TEST_DATA set, a short real XQuAD-R and T
 
 from __future__ import annotations
 
-import argparse
 import json
 from pathlib import Path
 
 import pytest
 
 from babelrank.errors import BabelrankError, ConfigError, SourceError
-from babelrank.evaluation.cli import markdown_table, register
+from babelrank.evaluation.cli import markdown_table
+from eval_cli_data import QUESTIONS, SENTENCES, parser as _parser, write_data
+from eval_cli_data import run_cli as _run
 
 KEYS = {"map@20", "recall@1", "recall@10", "same_language@10"}
 
-SENTENCES = {
-    "en": [["The red car is parked near the house.", "It belongs to my brother."],
-           ["The kettle boils water.", "We drink tea every morning."],
-           ["The old bridge crosses the river.", "A park lies beside it."]],
-    "ru": [["Красная машина стоит возле дома.", "Она принадлежит моему брату."],
-           ["Чайник кипятит воду.", "Мы пьём чай каждое утро."],
-           ["Старый мост пересекает реку.", "Рядом с ним парк."]],
-}
-QUESTIONS = {"en": ["Whose car is it?", "What do we drink?", "What crosses the river?"],
-             "ru": ["Чья это машина?", "Что мы пьём?", "Что пересекает реку?"]}
-ANSWER_SENTENCE = [1, 1, 0]
-
-
-def _squad(lang: str) -> dict:
-    paragraphs = []
-    for p, sentences in enumerate(SENTENCES[lang]):
-        starts = [sum(len(s) + 1 for s in sentences[:i]) for i in range(len(sentences))]
-        paragraphs.append({
-            "context": " ".join(sentences),
-            "sentences": sentences,
-            "sentence_breaks": [[st, st + len(s)] for st, s in zip(starts, sentences)],
-            "qas": [{"id": f"q{p}", "question": QUESTIONS[lang][p],
-                     "answers": [{"text": "x", "answer_start": starts[ANSWER_SENTENCE[p]]}]}],
-        })  # fmt: skip
-    return {"version": "1.1", "data": [{"title": "T", "paragraphs": paragraphs}]}
-
-
 @pytest.fixture
 def data(tmp_path: Path) -> Path:
-    root = tmp_path / "data"
-    for sub in ("xquad-r", "xquad", "tatoeba"):
-        (root / sub).mkdir(parents=True)
-    for lang in SENTENCES:
-        text = json.dumps(_squad(lang), ensure_ascii=False)
-        (root / "xquad-r" / f"{lang}.json").write_text(text, encoding="utf-8")
-        (root / "xquad" / f"xquad.{lang}.json").write_text(text, encoding="utf-8")
-    pairs = {"ukr": ["Червоний автомобіль.", "Чайник кипить.", "Старий міст.", "Кіт спить."],
-             "rus": ["Красная машина.", "Чайник кипит.", "Старый мост.", "Кот спит."]}
-    english = ["A red car.", "The kettle boils.", "An old bridge.", "The cat sleeps."]
-    for lang3, lines in pairs.items():
-        (root / "tatoeba" / f"tatoeba.{lang3}-eng.{lang3}").write_text("\n".join(lines) + "\n", encoding="utf-8")
-        (root / "tatoeba" / f"tatoeba.{lang3}-eng.eng").write_text("\n".join(english) + "\n", encoding="utf-8")
-    return root
-
-
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="babelrank")
-    register(parser.add_subparsers(dest="command", required=True))
-    return parser
-
-
-def _run(argv: list[str], capsys: pytest.CaptureFixture[str]) -> str:
-    args = _parser().parse_args(argv)
-    assert args.func(args) == 0
-    return capsys.readouterr().out
+    return write_data(tmp_path / "data")
 
 
 @pytest.fixture

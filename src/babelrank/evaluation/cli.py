@@ -4,9 +4,11 @@
     babelrank eval tatoeba-mixed --data DIR --languages ukr,rus --model PATH --reranker none --json
     babelrank eval xquad --data DIR --doc-languages en,ru --query-languages ru,de,es,en
     babelrank eval judgements --queries FILE --docs PATH [PATH ...] [--qrels FILE]
+    babelrank compare xquad-r --data DIR --model A --model B --backend torch,onnx-int8 --reranker none
 
 The main CLI calls `register(subparsers)`; each command's handler is `args.func(args) -> int`
-and raises babelrank errors, which the main CLI prints.
+and raises babelrank errors, which the main CLI prints. `compare` runs the same benchmarks for
+several configurations (`babelrank.evaluation.compare`).
 """
 
 from __future__ import annotations
@@ -20,8 +22,17 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from babelrank.config import Settings
-from babelrank.errors import BabelrankError, ConfigError, ModelNotFoundError, SourceError
+from babelrank.errors import BabelrankError, ConfigError, SourceError
 from babelrank.evaluation import datasets
+from babelrank.evaluation.compare import (
+    PLOT_INSTALL,
+    Summarise,
+    compare,
+    configurations,
+    load_reranker,
+    plot_comparison,
+    require_matplotlib,
+)
 from babelrank.evaluation.datasets import EvalCorpus
 from babelrank.evaluation.runner import (
     EvalReport,
@@ -32,7 +43,6 @@ from babelrank.evaluation.runner import (
     user_corpus,
 )
 
-logger = logging.getLogger(__name__)
 
 #: metrics shown in the markdown tables, in order
 TABLE_METRICS = ("recall@1", "recall@5", "recall@10", "mrr@10", "ndcg@10", "map@20", "same_language@10", "queries")
@@ -55,22 +65,47 @@ def _positive(value: str) -> int:
     return n
 
 
-def _common(parser: argparse.ArgumentParser) -> None:
+def _backends(value: str) -> list[str]:
+    from babelrank.backends import check_backend
+
+    names = [x.strip() for x in value.split(",") if x.strip()]
+    if not names:
+        raise argparse.ArgumentTypeError("give backends as a comma-separated list, e.g. torch,onnx-int8")
+    try:
+        return list(dict.fromkeys(check_backend(x) for x in names))
+    except ConfigError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _common(parser: argparse.ArgumentParser, compare: bool = False) -> None:
     # options the main CLI also takes before the command name default to SUPPRESS, so that a
     # value given there is not overwritten by this sub-command's default
     S = argparse.SUPPRESS
+    c = parser.add_argument_group("configurations (every combination of these is run)") if compare else None
     g = parser.add_argument_group("pipeline")
-    g.add_argument("--model", help="embedding model: preset, hub id or folder (default: --embed-model, "
-                   "BABELRANK_EMBED_MODEL or e5-small)")
+    if c is not None:
+        c.add_argument("--model", dest="models", action="append", metavar="NAME",
+                       help="an embedding model to compare: preset, hub id or folder (repeat: --model A --model B)")
+        c.add_argument("--backend", dest="backends", action="append", type=_backends, metavar="LIST",
+                       help="backends to compare: torch, onnx, onnx-int8, comma-separated or repeated "
+                       "(default: BABELRANK_BACKEND or torch)")
+        c.add_argument("--reranker", dest="rerankers", action="append", metavar="NAME",
+                       help="a reranker to compare, 'none' for the first stage alone (repeatable; default: "
+                       "--rerank-model, BABELRANK_RERANK_MODEL, else the default reranker when it can be loaded)")
+        c.add_argument("--plot", type=Path, metavar="PNG", help=f"also write a PNG of quality vs query latency "
+                       f"(needs matplotlib: {PLOT_INSTALL})")
+    else:
+        g.add_argument("--model", help="embedding model: preset, hub id or folder (default: --embed-model, "
+                       "BABELRANK_EMBED_MODEL or e5-small)")
+        g.add_argument("--reranker", help="cross-encoder folder/preset/hub id, or 'none' for the first stage alone "
+                       "(default: --rerank-model, BABELRANK_RERANK_MODEL, else the default reranker when it can be loaded)")
+        g.add_argument("--backend", default=S, help="torch, onnx or onnx-int8 [BABELRANK_BACKEND]")
     g.add_argument("--model-dir", default=S, help="folder of local models [BABELRANK_MODEL_DIR]")
-    g.add_argument("--reranker", help="cross-encoder folder/preset/hub id, or 'none' for the first stage alone "
-                   "(default: --rerank-model, BABELRANK_RERANK_MODEL, else the default reranker when it can be loaded)")
     g.add_argument("--neutral", choices=("on", "off"), help="language-neutral scoring (default: the product default)")
     g.add_argument("--dedup", choices=("on", "off", "default"), default="off",
                    help="translation-aware results; off by default, since benchmarks count every translation as "
                    "a document of its own ('on'/'default': collapsed translations rank right after their result)")
     g.add_argument("--expected-languages", type=_languages, help="languages the detector may answer (default: any)")
-    g.add_argument("--backend", default=S, help="torch, onnx or onnx-int8 [BABELRANK_BACKEND]")
     g.add_argument("--device", default=S, help="auto, cpu, cuda, cuda:1, mps [BABELRANK_DEVICE]")
     g.add_argument("--top-k", type=_positive, help="chunks fetched per query (default: max(2k, top_k))")
     o = parser.add_argument_group("run")
@@ -86,7 +121,7 @@ def _common(parser: argparse.ArgumentParser) -> None:
 
 
 def register(subparsers: Any) -> None:
-    """Add the `eval` command (with its benchmarks as sub-commands) to a CLI's subparsers."""
+    """Add the `eval` and `compare` commands (benchmarks as sub-commands) to a CLI's subparsers."""
     parser = subparsers.add_parser(
         "eval",
         help="measure retrieval quality on benchmarks or your own judgements",
@@ -94,43 +129,60 @@ def register(subparsers: Any) -> None:
         "language detection, search, rerank) and report recall, MRR, nDCG, mAP, same-language "
         "share of the top 10 and latency, overall and per query language.",
     )
+    _benchmarks(parser, compare=False)
+    parser = subparsers.add_parser(
+        "compare",
+        help="compare models, backends and rerankers on one benchmark, side by side",
+        description="Run every combination of --model, --backend and --reranker through the real "
+        "pipeline on the same benchmark data and print one table: quality metrics, ingest speed, "
+        "query latency per stage (p50/p95), index size on disk and embedding dimension. Embeddings "
+        "are cached per model, backend and corpus, so a second run embeds nothing.",
+        epilog="example:\n  babelrank compare xquad-r --data DIR --languages en,ru --model e5-small --model minilm "
+        "--backend torch,onnx-int8 --reranker none --plot compare.png",
+    )
+    _benchmarks(parser, compare=True)
+
+
+def _benchmarks(parser: argparse.ArgumentParser, compare: bool) -> None:
+    """The benchmark sub-commands of `eval` or `compare`."""
     sub = parser.add_subparsers(dest="benchmark", metavar="BENCHMARK", required=True)
 
-    p = sub.add_parser("xquad-r", help="LAReQA XQuAD-R: questions against all sentences of all languages",
-                       description="Every question in every language against the sentence pool of all "
-                       "languages; one relevant sentence per language (LAReQA mAP@20).")
+    def add(name: str, handler: Callable[[argparse.Namespace], int], **kwargs: Any) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, **kwargs)
+        p.set_defaults(func=_compare if compare else handler)
+        return p
+
+    p = add("xquad-r", _xquad_r, help="LAReQA XQuAD-R: questions against all sentences of all languages",
+            description="Every question in every language against the sentence pool of all "
+            "languages; one relevant sentence per language (LAReQA mAP@20).")
     p.add_argument("--data", type=Path, required=True, help="folder holding <lang>.json")
     p.add_argument("--languages", type=_languages, help="e.g. en,ru,de,es (default: every <lang>.json in --data)")
-    _common(p)
-    p.set_defaults(func=_xquad_r)
+    _common(p, compare)
 
-    p = sub.add_parser("tatoeba-mixed", help="Tatoeba xx->en from a pool of both sides (plus the English-only pool)",
-                       description="Per language: each xx sentence asks for its English translation in a pool "
-                       "holding both sides (its own sentence excluded), then in the English side alone.")
+    p = add("tatoeba-mixed", _tatoeba_mixed, help="Tatoeba xx->en from a pool of both sides (plus the English-only pool)",
+            description="Per language: each xx sentence asks for its English translation in a pool "
+            "holding both sides (its own sentence excluded), then in the English side alone.")
     p.add_argument("--data", type=Path, required=True, help="folder holding tatoeba.xxx-eng.xxx / .eng files")
     p.add_argument("--languages", type=_languages, help="ISO 639-3 codes, e.g. ukr,rus (default: every pair in --data)")
-    _common(p)
-    p.set_defaults(func=_tatoeba_mixed)
+    _common(p, compare)
 
-    p = sub.add_parser("xquad", help="XQuAD questions against whole paragraphs",
-                       description="Questions in the query languages against the XQuAD paragraphs of the "
-                       "document languages; the paragraph in every document language is relevant.")
+    p = add("xquad", _xquad, help="XQuAD questions against whole paragraphs",
+            description="Questions in the query languages against the XQuAD paragraphs of the "
+            "document languages; the paragraph in every document language is relevant.")
     p.add_argument("--data", type=Path, required=True, help="folder holding xquad.<lang>.json")
     p.add_argument("--doc-languages", type=_languages, required=True, help="e.g. en,ru")
     p.add_argument("--query-languages", type=_languages, required=True, help="e.g. ru,de,es,en")
-    _common(p)
-    p.set_defaults(func=_xquad)
+    _common(p, compare)
 
-    p = sub.add_parser("judgements", help="your own queries and relevant documents",
-                       description="Without --qrels, --queries is JSONL: {\"query\": ..., \"relevant\": [document "
-                       "id or passage text, ...], \"id\"?: ..., \"language\"?: ...}. With --qrels (TREC: qid iter "
-                       "docid relevance), --queries holds the queries (JSONL {id, text, language?} or TSV).")
+    p = add("judgements", _judgements, help="your own queries and relevant documents",
+            description="Without --qrels, --queries is JSONL: {\"query\": ..., \"relevant\": [document "
+            "id or passage text, ...], \"id\"?: ..., \"language\"?: ...}. With --qrels (TREC: qid iter "
+            "docid relevance), --queries holds the queries (JSONL {id, text, language?} or TSV).")
     p.add_argument("--queries", type=Path, required=True, help="JSONL judgements, or the queries of --qrels")
     p.add_argument("--docs", type=Path, nargs="+", required=True, help="document files and folders")
     p.add_argument("--qrels", type=Path, help="TREC qrels file")
     p.add_argument("--text-field", default="text", help="text field of JSON/JSONL documents (default: text)")
-    _common(p)
-    p.set_defaults(func=_judgements)
+    _common(p, compare)
 
 
 # --- shared plumbing ------------------------------------------------------------------------
@@ -140,8 +192,8 @@ def pipeline_settings(args: argparse.Namespace, **extra: Any) -> Settings:
     """Settings from the eval flags, then the main CLI's flags (--embed-model, --config, ...),
     `BABELRANK_*` variables and defaults."""
     overrides = {
-        "embed_model": args.model,
-        "rerank_model": args.reranker,
+        "embed_model": getattr(args, "model", None),
+        "rerank_model": getattr(args, "reranker", None),
         "expected_languages": args.expected_languages,
         **({"backend": args.backend} if getattr(args, "backend", None) else {}),
         **extra,
@@ -169,29 +221,8 @@ class _Pipeline:
 
         s = self.settings
         self.encoder = load_bi_encoder(s.embed_model, **model_options(s))
-        self.reranker = self._load_reranker()
+        self.reranker = load_reranker(s)
         self.rerank = self.reranker is not None
-
-    def _load_reranker(self) -> Any:
-        from babelrank.models import DEFAULT_RERANKER
-        from babelrank.rerank import CrossEncoderReranker
-
-        s = self.settings
-        name = s.rerank_model
-        if name.strip().lower() in {"none", "off", ""}:
-            return None
-        options = model_options(s)
-        options["model_dir"] = str(s.model_dir) if s.model_dir else None
-        try:
-            return CrossEncoderReranker(
-                DEFAULT_RERANKER if name == "auto" else name, top_n=s.top_n, batch_size=s.rerank_batch_size,
-                max_length=s.rerank_max_length, **options,
-            )
-        except ModelNotFoundError as exc:
-            if name != "auto":
-                raise
-            logger.warning("evaluating without rerank: %s (pass --reranker none to silence)", exc)
-            return None
 
     def run(self, corpus: EvalCorpus) -> EvalReport:
         a = self.args
@@ -297,19 +328,17 @@ def _available(data: Path, pattern: str, what: str) -> list[str]:
     return langs
 
 
-def _xquad_r(args: argparse.Namespace) -> int:
+def _xquad_r_corpus(args: argparse.Namespace) -> EvalCorpus:
     languages = args.languages or _available(args.data, "*.json", "XQuAD-R")
-    corpus = _load("XQuAD-R", lambda: datasets.xquad_r_sentence_pool(args.data, languages, limit=args.limit))
-    return _report_output(args, _Pipeline(args).run(corpus))
+    return _load("XQuAD-R", lambda: datasets.xquad_r_sentence_pool(args.data, languages, limit=args.limit))
 
 
-def _xquad(args: argparse.Namespace) -> int:
-    corpus = _load("XQuAD", lambda: datasets.xquad_paragraph_pool(
+def _xquad_corpus(args: argparse.Namespace) -> EvalCorpus:
+    return _load("XQuAD", lambda: datasets.xquad_paragraph_pool(
         args.data, args.doc_languages, args.query_languages, limit=args.limit))
-    return _report_output(args, _Pipeline(args).run(corpus))
 
 
-def _judgements(args: argparse.Namespace) -> int:
+def _judgements_corpus(args: argparse.Namespace) -> EvalCorpus:
     def load() -> EvalCorpus:
         if args.qrels:
             return user_corpus(args.docs, queries=datasets.load_queries(args.queries),
@@ -317,15 +346,28 @@ def _judgements(args: argparse.Namespace) -> int:
         return user_corpus(args.docs, judgements=datasets.load_user_judgements(args.queries), text_field=args.text_field)
 
     corpus = _load("judgements", load)
-    if args.limit:
-        corpus = head_queries(corpus, args.limit)
-    return _report_output(args, _Pipeline(args).run(corpus))
+    return head_queries(corpus, args.limit) if args.limit else corpus
+
+
+def _xquad_r(args: argparse.Namespace) -> int:
+    return _report_output(args, _Pipeline(args).run(_xquad_r_corpus(args)))
+
+
+def _xquad(args: argparse.Namespace) -> int:
+    return _report_output(args, _Pipeline(args).run(_xquad_corpus(args)))
+
+
+def _judgements(args: argparse.Namespace) -> int:
+    return _report_output(args, _Pipeline(args).run(_judgements_corpus(args)))
 
 
 TATOEBA_KEYS = ("recall@5", "recall@10", "mrr@10", "ndcg@10", "same_language@10", "query_language_accuracy")
+#: run-level Tatoeba figures: means over the languages
+TATOEBA_MEANS = ("accuracy@1", "accuracy@1_english_only", "same_language@10", "recall@10")
 
 
-def _tatoeba_mixed(args: argparse.Namespace) -> int:
+def _tatoeba_corpora(args: argparse.Namespace) -> list[tuple[str, EvalCorpus, EvalCorpus]]:
+    """(ISO 639-3 code, mixed pool, English-only pool) per language."""
     if args.languages:
         languages = args.languages
     else:
@@ -344,15 +386,18 @@ def _tatoeba_mixed(args: argparse.Namespace) -> int:
         if args.limit:
             mixed, english = head_tatoeba(mixed, args.limit), head_tatoeba(english, args.limit)
         corpora.append((lang, mixed, english))
-    pipeline = _Pipeline(args)
+    return corpora
+
+
+def tatoeba_summary(
+    runs: Sequence[tuple[str, EvalReport, EvalReport]],
+) -> tuple[dict[str, float | None], dict[str, dict[str, Any]]]:
+    """Means over the languages (`TATOEBA_MEANS`) and one row per language, from each
+    language's (ISO 639-3 code, mixed-pool report, English-only report)."""
     per_language: dict[str, dict[str, Any]] = {}
-    embedded = 0
-    first: dict[str, Any] | None = None
-    for lang, mixed, english in corpora:
-        m, e = pipeline.run(mixed).as_dict(), pipeline.run(english).as_dict()
-        first = first or m
-        embedded += m["ingest"]["chunks_embedded"] + e["ingest"]["chunks_embedded"]
-        row: dict[str, Any] = {
+    for lang, mixed, english in runs:
+        m, e = mixed.as_dict(), english.as_dict()
+        per_language[lang] = {
             "language": next(iter(m["per_language"])),
             "accuracy@1": m["recall@1"],
             "accuracy@1_english_only": e["recall@1"],
@@ -363,13 +408,20 @@ def _tatoeba_mixed(args: argparse.Namespace) -> int:
             "latency_ms_p50": m["latency_ms"]["total"]["p50"],
             "latency_ms_p95": m["latency_ms"]["total"]["p95"],
         }
-        per_language[lang] = row
-    assert first is not None
 
     def mean(key: str) -> float | None:
         values = [r[key] for r in per_language.values() if isinstance(r.get(key), (int, float))]
         return round(sum(values) / len(values), 6) if values else None
 
+    return {key: mean(key) for key in TATOEBA_MEANS}, per_language
+
+
+def _tatoeba_mixed(args: argparse.Namespace) -> int:
+    corpora = _tatoeba_corpora(args)
+    pipeline = _Pipeline(args)
+    runs = [(lang, pipeline.run(mixed), pipeline.run(english)) for lang, mixed, english in corpora]
+    means, per_language = tatoeba_summary(runs)
+    first = runs[0][1].as_dict()
     result = {
         "benchmark": "tatoeba-mixed",
         "model": first["model"],
@@ -378,12 +430,9 @@ def _tatoeba_mixed(args: argparse.Namespace) -> int:
         "neutral_active": first["neutral_active"],
         "dedup": first["dedup"],
         "k": args.k,
-        "accuracy@1": mean("accuracy@1"),
-        "accuracy@1_english_only": mean("accuracy@1_english_only"),
-        "same_language@10": mean("same_language@10"),
-        "recall@10": mean("recall@10"),
+        **means,
         "per_language": per_language,
-        "chunks_embedded": embedded,
+        "chunks_embedded": sum(r.ingest["chunks_embedded"] for _, *reports in runs for r in reports),
     }
     lines = [
         _header(result) + " (means over languages in the last row)",
@@ -392,6 +441,54 @@ def _tatoeba_mixed(args: argparse.Namespace) -> int:
                                                           "mrr@10", "same_language@10", "query_language_accuracy", "queries")),
     ]
     return _emit(args, result, "\n".join(lines))
+
+
+# --- compare ------------------------------------------------------------------------------
+
+
+def _compare_plan(args: argparse.Namespace) -> tuple[list[EvalCorpus], Summarise | None, tuple[str, ...]]:
+    """The corpora of the benchmark, how to summarise one configuration's reports, and the
+    main quality metrics (the first is plotted)."""
+    ranking = ("ndcg@10", "mrr@10", "recall@10")
+    if args.benchmark == "xquad-r":
+        return [_xquad_r_corpus(args)], None, (f"map@{args.k}", "recall@1", "recall@10")
+    if args.benchmark == "xquad":
+        return [_xquad_corpus(args)], None, ranking
+    if args.benchmark == "judgements":
+        return [_judgements_corpus(args)], None, ranking
+    tatoeba = _tatoeba_corpora(args)
+
+    def summarise(reports: Sequence[EvalReport]) -> tuple[dict[str, float | None], dict[str, dict[str, Any]]]:
+        return tatoeba_summary([(lang, reports[2 * i], reports[2 * i + 1]) for i, (lang, _, _) in enumerate(tatoeba)])
+
+    return [c for _, mixed, english in tatoeba for c in (mixed, english)], summarise, TATOEBA_MEANS[:2] + ("recall@10",)
+
+
+def _compare(args: argparse.Namespace) -> int:
+    if args.k < 10:
+        raise ConfigError(f"--k must be at least 10 (recall@10 and ndcg@10), got {args.k}")
+    if args.plot:
+        require_matplotlib()
+    progress = False if args.no_progress or getattr(args, "quiet", False) else None
+    settings = pipeline_settings(args, progress=progress)
+    configs = configurations(
+        args.models or [],
+        [b for group in args.backends or [[settings.backend]] for b in group],
+        args.rerankers or [settings.rerank_model],
+    )
+    corpora, summarise, metrics = _compare_plan(args)
+    comparison = compare(
+        corpora, settings, configs, metrics=metrics, benchmark=args.benchmark if len(corpora) > 1 else None,
+        summarise=summarise, neutral={"on": True, "off": False, None: None}[args.neutral],
+        dedup={"on": True, "off": False, "default": None}[args.dedup], k=args.k, progress=progress,
+        cache_dir=args.cache_dir, cache=not args.no_cache, top_k=args.top_k,
+    )
+    result = comparison.as_dict()
+    markdown = comparison.markdown()
+    if args.plot:
+        result["plot"] = str(plot_comparison(comparison, args.plot))
+        markdown += f"\n\nplot: {result['plot']}"
+    return _emit(args, result, markdown)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

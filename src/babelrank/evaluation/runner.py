@@ -67,6 +67,7 @@ class EvalReport:
     `map@<k>`, `same_language@10`, `query_language_accuracy`, `queries`); `per_language` the
     same per query language. `run` is the scored ranking (document ids, best first, at most k
     per query, excluded documents removed); it is left out of `as_dict()` unless asked for.
+    `timings` holds the per-query seconds of each stage that `latency_ms` summarises.
     """
 
     corpus: str
@@ -84,6 +85,7 @@ class EvalReport:
     dedup: bool | None = False
     run: dict[str, list[str]] = field(default_factory=dict, repr=False)
     detected_query_language: dict[str, str] = field(default_factory=dict, repr=False)
+    timings: dict[str, list[float]] = field(default_factory=dict, repr=False)
 
     def as_dict(self, include_run: bool = False) -> dict[str, Any]:
         """JSON-ready form: the run-level metrics are top-level keys (`map@20`, `recall@10`, ...)."""
@@ -428,6 +430,7 @@ def _run(
         dedup=dedup,
         run=run,
         detected_query_language=detected,
+        timings={s: timings[s] for s in stages},
     )
 
 
