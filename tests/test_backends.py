@@ -56,6 +56,7 @@ def test_onnx_fp32_matches_torch(which: str, tiny_models: dict[str, Path], shape
     assert isinstance(fast.model, backends.OnnxSentenceEncoder)
     assert (fast.dimension, fast.max_seq_length) == (ref.dimension, ref.max_seq_length)
     assert (fast.query_prompt, fast.document_prompt) == (ref.query_prompt, ref.document_prompt)
+    assert fast.fingerprint() == ref.fingerprint()  # one vector space: the backend is not part of it
     np.testing.assert_allclose(fast.encode_documents(TEXTS), ref.encode_documents(TEXTS), atol=2e-5)
     np.testing.assert_allclose(fast.encode_queries([QUERY]), ref.encode_queries([QUERY]), atol=2e-5)
 
@@ -76,6 +77,21 @@ def test_batching_does_not_change_vectors(tiny_models: dict[str, Path], cache: P
     alone = np.stack([fast.model.encode([t], prompt="passage: ", batch_size=1)[0] for t in TEXTS])
     np.testing.assert_allclose(together, alone, atol=2e-5)
     assert fast.model.encode(TEXTS[0]).shape == (fast.dimension,)
+
+
+def test_length_batches_respect_the_token_budget() -> None:
+    lengths = [300, 10, 200, 20, 250, 30]
+    batches = [b.tolist() for b in backends._length_batches(lengths, 32, 512)]
+    assert batches == [[0], [4, 2], [5, 3, 1]]  # longest first; at most 512 padded tokens unless one text is longer
+    assert [b.tolist() for b in backends._length_batches(lengths, 2)] == [[0, 4], [2, 5], [3, 1]]  # no budget
+
+
+def test_token_budget_does_not_change_vectors(tiny_models: dict[str, Path], cache: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    fast = load_bi_encoder(str(tiny_models["bi"]), backend="onnx")
+    wide = fast.encode_documents(TEXTS)
+    monkeypatch.setattr(backends, "BATCH_TOKENS", 16)  # every text alone in its batch
+    assert all(len(b) == 1 for b in fast.model._plan([[0] * 20] * 3, 32))
+    np.testing.assert_allclose(fast.encode_documents(TEXTS), wide, atol=2e-5)
 
 
 @pytest.mark.parametrize("backend", ["onnx", "onnx-int8"])
@@ -100,6 +116,56 @@ def test_cross_encoder_max_length_truncates(tiny_models: dict[str, Path], cache:
     fast = load_cross_encoder(str(tiny_models["cross"]), backend="onnx", max_length=12)
     assert fast.model.max_seq_length == 12
     np.testing.assert_allclose(fast.logits(QUERY, TEXTS), ref.logits(QUERY, TEXTS), atol=1e-4)
+    # counted from the adapter's own tokenization, like the torch path's separate count
+    assert fast.truncated == ref.truncated == ref.count_truncated(QUERY, TEXTS) > 0
+
+
+def test_cross_encoder_with_token_types_and_batching(tiny_models: dict[str, Path], tmp_path: Path, cache: Path) -> None:
+    """Pairs whose tokenizer gives token type ids score like torch; batching does not change scores."""
+    import json
+    import shutil
+
+    import torch
+    from transformers import AutoModelForSequenceClassification
+
+    folder = Path(shutil.copytree(tiny_models["cross"], tmp_path / "typed-cross"))
+    config = json.loads((folder / "tokenizer_config.json").read_text())
+    config["model_input_names"] = ["input_ids", "token_type_ids", "attention_mask"]
+    (folder / "tokenizer_config.json").write_text(json.dumps(config))
+    model = AutoModelForSequenceClassification.from_pretrained(str(folder))
+    with torch.no_grad():  # make segment 1 matter, so that scores show whether the types got through
+        model.bert.embeddings.token_type_embeddings.weight[1] = torch.linspace(-3, 3, model.config.hidden_size)
+        model.classifier.weight *= 1000
+    model.save_pretrained(str(folder))
+    ref = load_cross_encoder(str(folder), device="cpu", max_length=24)
+    fast = load_cross_encoder(str(folder), backend="onnx", max_length=24)
+    assert "token_type_ids" in fast.model.meta["inputs"]
+    assert 1 in ref.model.tokenizer(QUERY, TEXTS[0])["token_type_ids"]  # the second text is segment 1
+    want = ref.logits(QUERY, TEXTS)
+    np.testing.assert_allclose(fast.logits(QUERY, TEXTS), want, atol=1e-2)
+    assert fast.truncated == ref.truncated > 0
+    untyped = ref.model.tokenizer([QUERY] * len(TEXTS), TEXTS, padding=True, truncation=True, max_length=24, return_tensors="pt")
+    untyped["token_type_ids"].zero_()
+    with torch.no_grad():
+        assert np.abs(model(**untyped).logits[:, 0].numpy() - want).max() > 0.1
+    pairs = [(QUERY, t) for t in TEXTS]
+    together = fast.model.predict(pairs, batch_size=2)
+    alone = np.array([fast.model.predict([p], batch_size=1)[0] for p in pairs])
+    np.testing.assert_allclose(together, alone, atol=1e-3)
+
+
+def test_collections_are_shared_across_backends(make_index, cache: Path) -> None:
+    """A collection written with torch opens with onnx-int8; unchanged documents are not re-embedded."""
+    torch_index = make_index(backend="torch", rerank_model="none")
+    torch_index.ingest_texts(TEXTS, ids=[f"t{i}" for i in range(len(TEXTS))])
+    stored = torch_index.store.get(torch_index.store.docs_state(["t0"])["t0"].chunk_ids)
+    torch_index.close()
+    fast = make_index(backend="onnx-int8", rerank_model="none")
+    report = fast.ingest_texts(TEXTS, ids=[f"t{i}" for i in range(len(TEXTS))])
+    assert (report.unchanged, report.chunks_embedded) == (len(TEXTS), 0)
+    (text, _, vector), = stored.values()
+    assert _cos(fast.encoder.encode_documents([text])[0], vector) > 0.98
+    assert fast.search(TEXTS[0], top_n=1).nodes[0].node.metadata["doc_id"] == "t0"
 
 
 def test_export_is_cached(tiny_models: dict[str, Path], cache: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:

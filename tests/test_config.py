@@ -38,3 +38,14 @@ def test_unknown_keyword_is_refused() -> None:
 def test_replace_coerces() -> None:
     s = Settings().replace(top_k="12", store_path="~/store")
     assert s.top_k == 12 and s.store_path == Path("~/store").expanduser()
+
+
+def test_rerank_candidates_and_margin() -> None:
+    s = Settings.from_env({"BABELRANK_RERANK_CANDIDATES": "20", "BABELRANK_RERANK_MARGIN": "0.05"})
+    assert (s.rerank_candidates, s.rerank_margin) == (20, 0.05)
+    assert Settings.from_env({"BABELRANK_RERANK_CANDIDATES": "none"}).rerank_candidates is None
+    assert (Settings().rerank_candidates, Settings().rerank_margin) == (None, None)
+    with pytest.raises(ConfigError, match="rerank_candidates must be >= 1"):
+        Settings(rerank_candidates=0)
+    with pytest.raises(ConfigError, match="rerank_margin must be >= 0"):
+        Settings.from_env({"BABELRANK_RERANK_MARGIN": "-0.1"})

@@ -125,3 +125,9 @@ def test_per_query_neutral_overrides_the_collection_setting(make_index) -> None:
     assert set(raw) == set(on)
     lifted = [i for i in raw if on[i] > raw[i] + 1e-6]
     assert lifted and all(i.startswith("en") for i in lifted)  # only the other language is lifted
+
+
+def test_rerank_candidate_settings_reach_the_reranker(make_index, tiny_models) -> None:
+    index = make_index(rerank_model=str(tiny_models["cross"]), rerank_candidates=7, rerank_margin=0.2)
+    reranker = index.reranker()
+    assert reranker is not None and (reranker.candidates, reranker.margin) == (7, 0.2)

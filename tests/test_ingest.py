@@ -183,3 +183,53 @@ def test_duplicate_ids_keep_the_first(make_index) -> None:
     index = make_index()
     report = index.ingest_texts(["один", "два"], ids=["same", "same"])
     assert report.added == 1 and len(report.skipped) == 1
+
+
+def test_small_groups_and_slices_store_the_same_as_one_write(make_index) -> None:
+    """Groups, length-sorted slices and the writer thread change nothing in the stored state."""
+    from babelrank.neutral import LanguageCalibration
+    from babelrank.store import CALIBRATION_KEY
+
+    first, final = _corpus(14), _corpus(14)
+    final[3] = SourceDocument("doc3", UK + " Новий кінець.", "test", {"n": 3})  # changed: new and stale chunks
+    final[8] = SourceDocument("doc8", EN, "test", {"n": 8})
+
+    def ingest(index, docs, **options):
+        return Ingestor(index.encoder, index.store, index.chunker, index.detector, listener=index.calibration, **options).run(docs)
+
+    whole = make_index(collection="whole", chunk_tokens=16, chunk_overlap=0)
+    ingest(whole, final, batch_size=32, group_chunks=10_000)
+    sliced = make_index(collection="sliced", chunk_tokens=16, chunk_overlap=0)
+    report = ingest(sliced, first, batch_size=1, group_chunks=3)  # slices of 4 chunks, groups of >= 3
+    assert report.chunks_embedded == report.chunks_written == sliced.store.count()
+    again = ingest(sliced, final, batch_size=1, group_chunks=3)
+    assert (again.updated, again.unchanged) == (2, 12) and again.chunks_deleted > 0
+    _assert_same(_snapshot(sliced), _snapshot(whole))
+    kept = LanguageCalibration.from_dict(sliced.store.get_meta(CALIBRATION_KEY)["calibration"])
+    rebuilt = sliced.calibration.rebuild()
+    assert kept.counts == rebuilt.counts and sum(kept.counts.values()) == sliced.store.count()
+    for lang in kept.counts:
+        assert np.allclose(kept._chunks.sums[lang], rebuilt._chunks.sums[lang], atol=1e-5)
+
+
+def test_writer_runs_jobs_in_order_and_stops_at_the_first_failure() -> None:
+    import threading
+
+    from babelrank.ingest import _Writer
+
+    done: list[int] = []
+    gate = threading.Event()
+    writer = _Writer(pending=10)
+    writer.submit(gate.wait)  # hold the writer until every job is queued
+
+    def fail() -> None:
+        raise OSError("disk full")
+
+    for job in (lambda: done.append(1), lambda: done.append(2), fail, lambda: done.append(4)):
+        writer.submit(job)
+    gate.set()
+    with pytest.raises(OSError, match="disk full"):
+        writer.close()
+    assert done == [1, 2]
+    with pytest.raises(OSError, match="disk full"):
+        writer.submit(lambda: done.append(5))

@@ -49,3 +49,28 @@ def test_needs_a_query(reranker: CrossEncoderReranker) -> None:
 
 def test_sigmoid_is_stable() -> None:
     assert sigmoid(np.array([-1000.0, 0.0, 1000.0])).tolist() == [0.0, 0.5, 1.0]
+
+
+@pytest.mark.parametrize(
+    ("options", "reranked"),
+    [({"candidates": 3}, 3), ({"margin": 0.15}, 2), ({"margin": 0.25}, 3), ({"margin": 0.25, "candidates": 2}, 2), ({"candidates": 1}, 2), ({}, 5)],
+)
+def test_candidates_and_margin_rerank_only_the_best_first_stage_nodes(
+    reranker: CrossEncoderReranker, monkeypatch: pytest.MonkeyPatch, options: dict, reranked: int
+) -> None:
+    texts = ["червоний автомобіль", "a blue house by the river", "the kettle boils", "красная машина", "river bank"]
+    seen: list[list[str]] = []
+    real = reranker._encoder.logits
+    monkeypatch.setattr(reranker._encoder, "logits", lambda q, t, **kw: seen.append(list(t)) or real(q, t, **kw))
+    fewer = CrossEncoderReranker(reranker.model, top_n=2, cross_encoder=reranker._encoder, **options)
+    out = fewer.rerank(_nodes(texts)[::-1], "red car", top_n=10)  # first-stage scores 0.5, 0.4, ... (given worst first)
+    assert len(seen) == 1 and sorted(seen[0]) == sorted(texts[:reranked])  # best first-stage scores, >= top_n (2)
+    assert sorted(n.node.id_ for n in out) == [f"n{i}" for i in range(reranked)]
+    assert [n.score for n in out] == sorted((n.score for n in out), reverse=True)
+
+
+def test_candidates_are_validated(reranker: CrossEncoderReranker) -> None:
+    with pytest.raises(ValueError):
+        CrossEncoderReranker(reranker.model, cross_encoder=reranker._encoder, candidates=0)
+    with pytest.raises(ValueError):
+        CrossEncoderReranker(reranker.model, cross_encoder=reranker._encoder, margin=-0.1)

@@ -44,6 +44,11 @@ class Settings:
         embed_batch_size, rerank_batch_size: batch sizes of the two models.
         rerank_max_length: token limit of a (query, chunk) pair for the cross-encoder;
             None = the model's own limit.
+        rerank_candidates: rerank at most this many of the `top_k` candidates (those with the
+            best first-stage scores; the others are dropped); None = all. Rerank time is
+            proportional to it.
+        rerank_margin: rerank only candidates whose first-stage score is within this much of
+            the best one (at least `top_n` of them); None = no such cut.
         device: "auto" (CUDA when present, else CPU), "cpu", "cuda", "cuda:1", "mps".
         backend: inference backend of both models: "torch", "onnx" (ONNX Runtime fp32 with
             fused attention) or "onnx-int8" (plus dynamic int8 weights; fastest on CPU). The
@@ -82,6 +87,8 @@ class Settings:
     embed_batch_size: int = 32
     rerank_batch_size: int = 16
     rerank_max_length: int | None = None
+    rerank_candidates: int | None = None
+    rerank_margin: float | None = None
     device: str = "auto"
     backend: str = "torch"
     cache_dir: Path | None = None
@@ -97,6 +104,10 @@ class Settings:
         for name in ("top_k", "top_n", "embed_batch_size", "rerank_batch_size", "chroma_port"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.rerank_candidates is not None and self.rerank_candidates < 1:
+            raise ConfigError(f"rerank_candidates must be >= 1, got {self.rerank_candidates}")
+        if self.rerank_margin is not None and self.rerank_margin < 0:
+            raise ConfigError(f"rerank_margin must be >= 0, got {self.rerank_margin}")
         if self.chunk_tokens is not None and self.chunk_tokens < 8:
             raise ConfigError(f"chunk_tokens must be >= 8, got {self.chunk_tokens}")
         if self.chunk_overlap < 0:

@@ -171,6 +171,7 @@ class BabelIndex:
                     self._reranker = CrossEncoderReranker(
                         model, top_n=self.settings.top_n, batch_size=self.settings.rerank_batch_size,
                         max_length=self.settings.rerank_max_length,
+                        candidates=self.settings.rerank_candidates, margin=self.settings.rerank_margin,
                         model_dir=str(self.settings.model_dir) if self.settings.model_dir else None,
                         device=self.settings.device, backend=self.settings.backend,
                         cache_dir=self.settings.cache_dir,

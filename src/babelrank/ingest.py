@@ -5,17 +5,20 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import queue
 import sys
+import threading
 import time
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Iterator, Protocol, Sequence
+from functools import partial
+from typing import Any, Callable, Iterable, Iterator, Protocol, Sequence
 
 import numpy as np
 from tqdm.auto import tqdm
 
-from babelrank.chunking import TokenChunker
-from babelrank.language import LanguageDetector
+from babelrank.chunking import Chunk, TokenChunker
+from babelrank.language import Detection, LanguageDetector
 from babelrank.models import BiEncoder
 from babelrank.sources import Skipped, SourceDocument
 from babelrank.store import RESERVED, ChromaStore
@@ -65,10 +68,60 @@ def chunk_id(doc_id: str, index: int, content_sha256: str) -> str:
 class _Prepared:
     doc: SourceDocument
     doc_sha256: str
+    chunks: list[Chunk]
+    hashes: list[str]
     ids: list[str]
-    texts: list[str]
-    metadatas: list[dict[str, Any]]
     is_new: bool
+
+
+_Row = tuple[_Prepared, int]  # a document and the index of one of its chunks
+
+
+@dataclass
+class _Written:
+    """What the writer has stored of one group so far (the listener hears of it once per group)."""
+
+    vectors: list[np.ndarray] = field(default_factory=list)
+    languages: list[str] = field(default_factory=list)
+    started: bool = False
+
+
+class _Writer:
+    """Runs jobs one at a time, in order, on a background thread (Chroma writes overlap encoding).
+
+    At most `pending` jobs wait. The first failure stops it: later jobs are skipped and the
+    exception is raised in the caller's thread by the next `submit` or by `close`.
+    """
+
+    def __init__(self, pending: int = 2) -> None:
+        self._jobs: queue.Queue[Callable[[], None] | None] = queue.Queue(maxsize=pending)
+        self._error: BaseException | None = None
+        self._abort = False
+        self._thread = threading.Thread(target=self._loop, name="babelrank-ingest-writer", daemon=True)
+        self._thread.start()
+
+    def _loop(self) -> None:
+        while (job := self._jobs.get()) is not None:
+            if self._error is None and not self._abort:
+                try:
+                    job()
+                except BaseException as exc:  # KeyboardInterrupt too: re-raised in the caller's thread
+                    self._error = exc
+
+    def _raise(self) -> None:
+        if self._error is not None:
+            raise self._error
+
+    def submit(self, job: Callable[[], None]) -> None:
+        self._raise()
+        self._jobs.put(job)
+
+    def close(self, discard: bool = False) -> None:
+        """Wait for the queued jobs (or, with `discard`, only the running one); raise a failure."""
+        self._abort = discard
+        self._jobs.put(None)
+        self._thread.join()
+        self._raise()
 
 
 class Ingestor:
@@ -79,6 +132,11 @@ class Ingestor:
     its stale chunks deleted; a run that is killed anywhere is repaired by the next run,
     which finds the document incomplete (chunk count or hash mismatch) and writes it again.
     Chunks whose id (doc, index, content hash) is already stored reuse the stored vector.
+
+    Documents go in groups of about `group_chunks` chunks. A group's new chunks are embedded
+    longest first, in slices of four batches; while the next slice is embedded, a background
+    thread tags the languages of the last one and writes it to Chroma, so that language ID
+    and writes overlap encoding. The collection's listener hears of each group once.
     """
 
     def __init__(
@@ -130,10 +188,14 @@ class Ingestor:
             else:
                 todo.append((doc, sha))
         bar = tqdm(total=len(todo), unit="doc", desc="ingest", disable=not self.progress or not todo)
+        writer = _Writer()
         try:
             for group in self._groups(todo, state):
-                self._write(group, state, report)
-                bar.update(len(group))
+                self._embed_group(group, state, writer, report, bar)
+            writer.close()
+        except BaseException:
+            writer.close(discard=True)
+            raise
         finally:
             bar.close()
         report.truncated += self.encoder.truncated
@@ -156,61 +218,60 @@ class Ingestor:
 
     def _prepare(self, doc: SourceDocument, sha: str, is_new: bool) -> _Prepared:
         chunks = self.chunker.split(doc.text)
-        detections = self.detector.detect_many([c.text for c in chunks])
-        user = {("user_" + k if k in RESERVED else k): v for k, v in doc.metadata.items()}
-        ids, texts, metas = [], [], []
-        for i, (chunk, det) in enumerate(zip(chunks, detections)):
-            content = hashlib.sha256(chunk.text.encode("utf-8")).hexdigest()
-            ids.append(chunk_id(doc.doc_id, i, content))
-            texts.append(chunk.text)
-            metas.append({
-                **user,
-                "doc_id": doc.doc_id,
-                "source": doc.source,
-                "chunk_index": i,
-                "chunk_count": len(chunks),
-                "language": det.language,
-                "language_confidence": round(float(det.confidence), 4),
-                "content_sha256": content,
-                "doc_sha256": sha,
-                "char_start": chunk.char_start,
-                "char_end": chunk.char_end,
-            })
-        return _Prepared(doc, sha, ids, texts, metas, is_new)
+        hashes = [hashlib.sha256(c.text.encode("utf-8")).hexdigest() for c in chunks]
+        return _Prepared(doc, sha, chunks, hashes, [chunk_id(doc.doc_id, i, h) for i, h in enumerate(hashes)], is_new)
 
-    def _write(self, group: list[_Prepared], state: dict[str, Any], report: IngestReport) -> None:
+    def _embed_group(self, group: list[_Prepared], state: dict[str, Any], writer: _Writer, report: IngestReport, bar: Any) -> None:
+        """Embed a group's new chunks slice by slice, handing each slice to the writer."""
         old_ids = [cid for p in group if p.doc.doc_id in state for cid in state[p.doc.doc_id].chunk_ids]
         old = self.store.get(old_ids) if old_ids else {}
-        ids = [cid for p in group for cid in p.ids]
-        texts = [t for p in group for t in p.texts]
-        metas = [m for p in group for m in p.metadatas]
-        vectors = np.zeros((len(ids), self.encoder.dimension), dtype=np.float32)
-        missing = [i for i, cid in enumerate(ids) if cid not in old]
-        for i, cid in enumerate(ids):
-            if cid in old:
-                vectors[i] = old[cid][2]
-        if missing:
-            vectors[missing] = self.encoder.encode_documents([texts[i] for i in missing], self.batch_size)
-        if self.listener is not None:
+        rows = [(p, i) for p in group for i in range(len(p.ids))]
+        written = _Written()
+        reused = [(p, i) for p, i in rows if p.ids[i] in old]
+        if reused:
+            writer.submit(partial(self._write_rows, reused, np.stack([old[p.ids[i]][2] for p, i in reused]), 0, report, written))
+        missing = sorted(((p, i) for p, i in rows if p.ids[i] not in old), key=lambda r: -r[0].chunks[r[1]].n_tokens)
+        step = max(1, self.batch_size) * 4
+        for s in range(0, len(missing), step):
+            part = missing[s : s + step]
+            vectors = self.encoder.encode_documents([p.chunks[i].text for p, i in part], self.batch_size)
+            writer.submit(partial(self._write_rows, part, vectors, len(part), report, written))
+        writer.submit(partial(self._finish_group, group, old_ids, old, report, bar, written))
+
+    def _write_rows(self, rows: list[_Row], vectors: np.ndarray, embedded: int, report: IngestReport, written: _Written) -> None:
+        """Tag languages, then upsert some chunks of the group (writer thread)."""
+        texts = [p.chunks[i].text for p, i in rows]
+        detections = self.detector.detect_many(texts)
+        metas = [self._metadata(p, i, det) for (p, i), det in zip(rows, detections)]
+        languages = [m["language"] for m in metas]
+        if self.listener is not None and not written.started:
             self.listener.before_write()
-        if ids:
-            self.store.upsert(ids, vectors, texts, metas)
-        keep = set(ids)
+        written.started = True
+        self.store.upsert([p.ids[i] for p, i in rows], vectors, texts, metas)
+        written.vectors.append(vectors)
+        written.languages.extend(languages)
+        report.chunks_embedded += embedded
+        report.chunks_written += len(rows)
+        report.languages.update(languages)
+
+    def _finish_group(
+        self, group: list[_Prepared], old_ids: list[str], old: dict[str, Any], report: IngestReport, bar: Any, written: _Written
+    ) -> None:
+        """After all of a group's chunks are written: delete the stale ones, tell the listener (writer thread)."""
+        keep = {cid for p in group for cid in p.ids}
         stale = [cid for cid in old_ids if cid not in keep]
+        removed = [old[c] for c in old_ids if c in old]
+        if self.listener is not None and not written.started and (stale or removed):
+            self.listener.before_write()
         if stale:
             self.store.delete_ids(stale)
-        if self.listener is not None:
-            removed = [old[c] for c in old_ids if c in old]
+        if self.listener is not None and (written.vectors or removed):
+            empty = np.zeros((0, self.encoder.dimension), np.float32)
             self.listener.on_write(
-                vectors,
-                [m["language"] for m in metas],
-                np.stack([r[2] for r in removed]) if removed else np.zeros((0, self.encoder.dimension), np.float32),
-                [str(r[1].get("language", "und")) for r in removed],
+                np.concatenate(written.vectors) if written.vectors else empty, written.languages,
+                np.stack([r[2] for r in removed]) if removed else empty, [str(r[1].get("language", "und")) for r in removed],
             )
-        report.chunks_embedded += len(missing)
-        report.chunks_written += len(ids)
         report.chunks_deleted += len(stale)
-        report.languages.update(m["language"] for m in metas)
         for p in group:
             if p.is_new:
                 report.added += 1
@@ -218,6 +279,24 @@ class Ingestor:
                 report.updated += 1
             if not p.ids:
                 logger.warning("document %s produced no chunks", p.doc.doc_id)
+        bar.update(len(group))
+
+    @staticmethod
+    def _metadata(p: _Prepared, i: int, detection: Detection) -> dict[str, Any]:
+        chunk = p.chunks[i]
+        return {
+            **{("user_" + k if k in RESERVED else k): v for k, v in p.doc.metadata.items()},
+            "doc_id": p.doc.doc_id,
+            "source": p.doc.source,
+            "chunk_index": i,
+            "chunk_count": len(p.chunks),
+            "language": detection.language,
+            "language_confidence": round(float(detection.confidence), 4),
+            "content_sha256": p.hashes[i],
+            "doc_sha256": p.doc_sha256,
+            "char_start": chunk.char_start,
+            "char_end": chunk.char_end,
+        }
 
     def delete(self, doc_ids: Iterable[str]) -> tuple[int, int]:
         """Delete documents by id; returns (documents, chunks) deleted."""

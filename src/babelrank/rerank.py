@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +31,11 @@ class CrossEncoderReranker(BaseNodePostprocessor):
     Each returned node's score is `rerank_score = sigmoid(logit)` in [0, 1]; its metadata
     keeps `rerank_score`, `rerank_logit` and the first-stage `retrieval_score` (the node's
     incoming score). Pairs longer than `max_length` tokens are cut and counted.
+
+    Rerank time grows with the number of nodes. `candidates` and `margin` rerank fewer: the
+    best nodes by first-stage score, at most `candidates` of them and only those within
+    `margin` of the best first-stage score, but never fewer than `top_n`. The others are
+    dropped.
     """
 
     model: str = Field(default=DEFAULT_RERANKER, description="Preset, hub id or folder of the cross-encoder.")
@@ -37,6 +43,8 @@ class CrossEncoderReranker(BaseNodePostprocessor):
     batch_size: int = Field(default=16, ge=1, description="Pairs scored per forward pass.")
     max_length: int | None = Field(default=None, description="Token limit of a pair; None = the model's.")
     min_score: float | None = Field(default=None, description="Drop nodes whose rerank_score is lower.")
+    candidates: int | None = Field(default=None, ge=1, description="Rerank at most this many nodes (best first-stage scores); None = all.")
+    margin: float | None = Field(default=None, ge=0, description="Rerank only nodes within this much of the best first-stage score.")
     _encoder: CrossEncoderModel = PrivateAttr()
 
     def __init__(
@@ -47,6 +55,8 @@ class CrossEncoderReranker(BaseNodePostprocessor):
         batch_size: int = 16,
         max_length: int | None = None,
         min_score: float | None = None,
+        candidates: int | None = None,
+        margin: float | None = None,
         model_dir: str | None = None,
         device: str = "auto",
         backend: str = "torch",
@@ -54,7 +64,8 @@ class CrossEncoderReranker(BaseNodePostprocessor):
         cross_encoder: CrossEncoderModel | None = None,
         **kwargs: Any,
     ) -> None:
-        super().__init__(model=model, top_n=top_n, batch_size=batch_size, max_length=max_length, min_score=min_score, **kwargs)
+        super().__init__(model=model, top_n=top_n, batch_size=batch_size, max_length=max_length, min_score=min_score,
+                         candidates=candidates, margin=margin, **kwargs)
         self._encoder = cross_encoder or load_cross_encoder(
             model, model_dir=model_dir, device=device, max_length=max_length, backend=backend,
             cache_dir=Path(cache_dir) if cache_dir else None,
@@ -74,8 +85,20 @@ class CrossEncoderReranker(BaseNodePostprocessor):
             raise ValueError("CrossEncoderReranker needs the query (query_bundle is None)")
         return self.rerank(nodes, query_bundle.query_str, top_n=self.top_n, min_score=self.min_score)
 
+    def select(self, nodes: list[NodeWithScore]) -> list[NodeWithScore]:
+        """The nodes worth reranking under `candidates` and `margin` (all when neither is set)."""
+        if self.candidates is None and self.margin is None:
+            return nodes
+        ranked = sorted(nodes, key=lambda n: -math.inf if n.score is None else n.score, reverse=True)
+        keep = len(ranked) if self.candidates is None else self.candidates
+        if self.margin is not None and ranked and ranked[0].score is not None:
+            floor = ranked[0].score - self.margin
+            keep = min(keep, sum(n.score is not None and n.score >= floor for n in ranked))
+        return ranked[: max(keep, self.top_n)]
+
     def rerank(self, nodes: list[NodeWithScore], query: str, *, top_n: int, min_score: float | None = None) -> list[NodeWithScore]:
         """Score `nodes` against `query`; best `top_n` at or above `min_score`, best first."""
+        nodes = self.select(nodes)
         if not nodes:
             return []
         texts = [n.node.get_content(metadata_mode=MetadataMode.NONE) for n in nodes]
