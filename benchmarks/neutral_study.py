@@ -22,7 +22,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
 import neutral_data as nd  # noqa: E402
-from babelrank.neutral import LanguageCalibration, NeutralScorer  # noqa: E402
+from babelrank.neutral import IDENTITY, LanguageCalibration, LanguageMap, NeutralScorer, apply_maps  # noqa: E402
 
 log = logging.getLogger("neutral_study")
 N_PSEUDO = 100  # pseudo-queries per language, only for recognising untagged queries
@@ -33,18 +33,22 @@ def _unit(x: np.ndarray) -> np.ndarray:
     return x / np.linalg.norm(x, axis=-1, keepdims=True)
 
 
-def method_scores(Q: np.ndarray, qlangs, P: np.ndarray, plangs, cal: LanguageCalibration) -> np.ndarray:
-    """Neutral scores of every pool vector for every query, via NeutralScorer.offsets."""
+def method_scores(Q: np.ndarray, qlangs, P: np.ndarray, plangs, cal: LanguageCalibration,
+                  lift_only: bool = False) -> tuple[np.ndarray, list[dict]]:
+    """Neutral scores of every pool vector for every query (NeutralScorer.maps), and the maps.
+
+    `lift_only` keeps only the first term of the score (the previous method, for comparison).
+    """
     sc = NeutralScorer(cal)
     S = Q @ P.T
-    plangs = np.asarray(plangs)
-    uniq = list(dict.fromkeys(plangs.tolist()))
+    all_maps = []
     for i in range(len(Q)):
-        off = sc.offsets(Q[i], qlangs[i] if qlangs is not None else None)
-        for b in uniq:
-            if off:
-                S[i, plangs == b] += off.get(b, off["und"])
-    return S
+        maps = sc.maps(Q[i], qlangs[i] if qlangs is not None else None)
+        if lift_only:
+            maps = {b: LanguageMap(lift=m.lift, ratio=0.0, own_mean=-np.inf) for b, m in maps.items()}
+        S[i] = apply_maps(maps, S[i], plangs)
+        all_maps.append(maps)
+    return S, all_maps
 
 
 def fixed_cos(Q, qlangs, P, plangs, mu: dict, s: float) -> np.ndarray:
@@ -54,23 +58,21 @@ def fixed_cos(Q, qlangs, P, plangs, mu: dict, s: float) -> np.ndarray:
     return Qc @ Pc.T
 
 
-def extra_queries(raw: np.ndarray, neutral: np.ndarray, plangs, k: int, factor: int) -> np.ndarray:
+def extra_queries(raw: np.ndarray, neutral: np.ndarray, maps: list[dict], plangs, k: int, fetch: int) -> np.ndarray:
     """Per query: the per-language queries `BabelIndex.search_vectors` adds to its first one.
 
-    First query: the raw top `factor * k`. A language L needs its own query when its unseen
-    chunks could still reach the neutral top-k: lowest fetched raw score + lift_L > k-th
-    neutral score among the fetched.
+    First query: the raw top `fetch`. A language L needs its own query when its unseen chunks
+    could still reach the neutral top-k: map_L(lowest fetched raw score) > k-th neutral score
+    among the fetched.
     """
-    plangs = np.asarray(plangs)
-    langs = list(dict.fromkeys(plangs.tolist()))
-    first = np.array([np.flatnonzero(plangs == lang)[0] for lang in langs])
-    lift = (neutral - raw)[:, first]  # constant within a language
-    n = min(factor * k, raw.shape[1] - 1)
-    order = np.argsort(-raw, axis=1)[:, :n]
-    rows = np.arange(raw.shape[0])[:, None]
-    floor = raw[rows, order][:, -1]
-    kth = -np.sort(-neutral[rows, order], axis=1)[:, k - 1]
-    return ((floor[:, None] + lift) > kth[:, None] + 1e-12).sum(1)
+    langs = list(dict.fromkeys(np.asarray(plangs).tolist()))
+    n = min(fetch, raw.shape[1] - 1)
+    out = np.zeros(len(raw), dtype=int)
+    for i in range(len(raw)):
+        order = np.argsort(-raw[i])[:n]
+        floor, kth = raw[i, order[-1]], np.sort(neutral[i, order])[::-1][k - 1]
+        out[i] = sum(bool(maps[i].get(lang, maps[i].get("und", IDENTITY))(floor) > kth + 1e-12) for lang in langs)
+    return out
 
 
 def calibrate(P, plangs, pq=None, pq_langs=None) -> LanguageCalibration:
@@ -111,18 +113,19 @@ def tatoeba_study(data: Path, model: str) -> tuple[list, list]:
         for s in (0.5, 0.75, 1.0):
             r[f"cos{s}"] = acc(fixed_cos(Q, ql, P, plangs, mu, s))[0]
         r["full"] = acc(raw + (Q @ (X.mean(0) - E.mean(0)))[:, None] * (np.arange(2 * n) < n))[0]
-        Sm = method_scores(Q, ql, P, plangs, cal)
+        Sm, maps = method_scores(Q, ql, P, plangs, cal)
         r["method"], r["method_same"] = acc(Sm)
-        r["method_unk"] = acc(method_scores(Q, None, P, plangs, cal))[0]
+        r["lift_only"] = acc(method_scores(Q, ql, P, plangs, cal, lift_only=True)[0])[0]
+        r["method_unk"] = acc(method_scores(Q, None, P, plangs, cal)[0])[0]
         # English-only pool: raw vs method calibrated on the English-only collection
         calE = calibrate(E.astype(np.float64), ["eng"] * n)
         r["en_raw"] = float(np.mean((Q @ E.T).argmax(1) == np.arange(n)))
-        r["en_method"] = float(np.mean(method_scores(Q, ql, E, ["eng"] * n, calE).argmax(1) == np.arange(n)))
+        r["en_method"] = float(np.mean(method_scores(Q, ql, E, ["eng"] * n, calE)[0].argmax(1) == np.arange(n)))
         S = Sm.copy()
         S[own] = -np.inf
         R = raw.copy()
         R[own] = -np.inf
-        pools.append((R, S, plangs))
+        pools.append((R, S, maps, plangs))
         rows.append(r)
         log.info("%s done", lang)
     return rows, pools
@@ -172,9 +175,10 @@ def xquad_study(data: Path, model: str) -> tuple[dict, tuple]:
     out = {"raw": metrics(raw)}
     for s in (0.75, 1.0):
         out[f"cos s={s}"] = metrics(fixed_cos(Q, QL, P, PL, mu, s))
-    Sm = method_scores(Q, QL, P, PL, cal)
+    Sm, maps = method_scores(Q, QL, P, PL, cal)
     out["method"] = metrics(Sm)
-    out["method, query lang unknown"] = metrics(method_scores(Q, None, P, PL, cal))
+    out["lift only (previous method)"] = metrics(method_scores(Q, QL, P, PL, cal, lift_only=True)[0])
+    out["method, query lang unknown"] = metrics(method_scores(Q, None, P, PL, cal)[0])
     for m in (20, 100):
         sub = []
         for lang in nd.XQR_LANGS:
@@ -182,13 +186,13 @@ def xquad_study(data: Path, model: str) -> tuple[dict, tuple]:
             sub.append(rng.choice(idx, m, replace=False))
         sub = np.concatenate(sub)
         c = calibrate(P[sub], PL_a[sub].tolist())
-        out[f"method, centroids from {m}/lang"] = metrics(method_scores(Q, QL, P, PL, c))
-    return out, (raw, Sm, PL)
+        out[f"method, statistics from {m}/lang"] = metrics(method_scores(Q, QL, P, PL, c)[0])
+    return out, (raw, Sm, maps, PL)
 
 
-def extra_row(name: str, raw: list[np.ndarray], neutral: list[np.ndarray], plangs: list, k: int, factor: int) -> str:
-    e = np.concatenate([extra_queries(r, s, p, k, factor) for r, s, p in zip(raw, neutral, plangs)])
-    return (f"| {name} | {k} | {factor} | {np.mean(e == 0):.3f} | {np.mean(e):.2f} | "
+def extra_row(name: str, pools: list[tuple], k: int, fetch: int) -> str:
+    e = np.concatenate([extra_queries(r, s, m, p, k, fetch) for r, s, m, p in pools])
+    return (f"| {name} | {k} | {fetch} | {np.mean(e == 0):.3f} | {np.mean(e):.2f} | "
             f"{np.mean(1 + e):.2f} | {e.max()} |")
 
 
@@ -200,11 +204,11 @@ def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(message)s")
 
     rows, tpools = tatoeba_study(args.data, args.model)
-    cols = ["raw", "cos0.5", "cos0.75", "cos1.0", "full", "method", "method_unk", "raw_same",
+    cols = ["raw", "cos0.5", "cos0.75", "cos1.0", "full", "lift_only", "method", "method_unk", "raw_same",
             "method_same", "en_raw", "en_method"]
     print("\n## Tatoeba mixed pool, acc@1 (pool = all English + other xx sentences)\n")
     print("cosK = cos(q - K mu_A, d - K mu_B); full = unclipped centring <q, d - mu_B>; "
-          "method = clipped lift; method_unk = query language estimated; *_same = top-1 in query "
+          "lift_only = clipped lift alone (previous method); method = the product's score; method_unk = query language estimated; *_same = top-1 in query "
           "language; en_* = English-only pool\n")
     print("| lang | " + " | ".join(cols) + " |")
     print("|---" * (len(cols) + 1) + "|")
@@ -220,13 +224,13 @@ def main() -> None:
     for k, v in xq.items():
         print(f"| {k} | {v['mAP@20']:.3f} | {v['R@1']:.3f} | {v['same@10']:.3f} |")
 
-    print("\n## Neutral search cost: Chroma queries per search (first query fetches factor x k)\n")
-    print("| pool | k | factor | share with one query | extra queries (mean) | queries (mean) | max extra |")
+    print("\n## Neutral search cost: Chroma queries per search (the first query fetches `fetch`)\n")
+    print("| pool | k | fetch | share with one query | extra queries (mean) | queries (mean) | max extra |")
     print("|---|---|---|---|---|---|---|")
     for k in (20, 50):
-        for factor in (2, 4, 8):
-            print(extra_row("XQuAD-R 4 langs (4890 chunks)", [xpool[0]], [xpool[1]], [xpool[2]], k, factor))
-            print(extra_row("Tatoeba 16 pools (~2000 chunks each)", *map(list, zip(*tpools)), k, factor))
+        for fetch in (8 * k, 500, 1000):
+            print(extra_row("XQuAD-R 4 langs (4890 chunks)", [xpool], k, fetch))
+            print(extra_row("Tatoeba 16 pools (~2000 chunks each)", tpools, k, fetch))
 
 if __name__ == "__main__":
     main()

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from babelrank.neutral import LanguageCalibration
+from babelrank.neutral import LanguageCalibration, LanguageMap
 from babelrank.store import CALIBRATION_KEY
 
 UK = ["Червоний автомобіль стоїть біля будинку.", "Синій будинок біля річки.", "Чайник кипить на кухні щоранку.",
@@ -22,6 +22,7 @@ def _same(a: LanguageCalibration, b: LanguageCalibration) -> None:
     assert a.counts == b.counts
     for lang in a.counts:
         assert np.allclose(a._chunks.sums[lang], b._chunks.sums[lang], atol=1e-6)
+        assert np.allclose(a._chunks.squares[lang], b._chunks.squares[lang], atol=1e-6)
 
 
 def test_calibration_follows_adds_changes_and_deletes_exactly(make_index) -> None:
@@ -50,6 +51,21 @@ def test_a_write_killed_half_way_is_recalibrated_on_open(make_index, tmp_path) -
     assert reopened.store.get_meta(CALIBRATION_KEY)["dirty"] is False
 
 
+def test_a_calibration_in_an_older_format_is_rebuilt_on_open(make_index) -> None:
+    index = make_index(collection="old-format")
+    texts, ids = _texts(25)
+    index.ingest_texts(texts, ids=ids)
+    good = index.calibration.calibration
+    saved = index.store.get_meta(CALIBRATION_KEY)
+    for entry in saved["calibration"]["chunks"].values():
+        del entry["sum_sq"]  # as written before per-language spreads were kept
+    index.store.set_meta(CALIBRATION_KEY, saved)
+    index.close()
+    reopened = make_index(collection="old-format")
+    _same(reopened.calibration.calibration, good)
+    assert all("sum_sq" in e for e in reopened.store.get_meta(CALIBRATION_KEY)["calibration"]["chunks"].values())
+
+
 def test_neutral_search_is_exact_against_brute_force(make_index) -> None:
     index = make_index(neutral="on", top_k=10, rerank_model="none")
     texts, ids = _texts(30)
@@ -75,8 +91,8 @@ class _FixedLifts:
     def __init__(self, lifts: dict[str, float]) -> None:
         self.lifts = lifts
 
-    def offsets(self, query, query_language):
-        return self.lifts
+    def maps(self, query, query_language):
+        return {lang: LanguageMap(lift=lift, own_mean=-np.inf, ratio=0.0) for lang, lift in self.lifts.items()}
 
 
 @pytest.mark.parametrize("lifts, queries", [({"uk": 0.0, "en": 0.0, "und": 0.0}, 1),
@@ -90,10 +106,11 @@ def test_neutral_search_adds_a_language_query_only_when_its_bound_requires(make_
     vectors = np.asarray(res["embeddings"], dtype=np.float64)
     languages = [m["language"] for m in res["metadatas"]]
     calls = []
-    real_query = index.store.query
-    monkeypatch.setattr(index.store, "query", lambda *a, **kw: calls.append(a) or real_query(*a, **kw))
+    real_nearest = index.store.nearest
+    monkeypatch.setattr(index.store, "nearest", lambda *a, **kw: calls.append(a) or real_nearest(*a, **kw))
     q = index.encoder.encode_queries(["the kettle boils"])[0]
     monkeypatch.setattr("babelrank.index.NEUTRAL_OVERFETCH", 4)  # first query: 60 of the 72 chunks
+    monkeypatch.setattr("babelrank.index.NEUTRAL_MIN_FETCH", 1)
     got = index.search_vectors(q, "en", 15, None, _FixedLifts(lifts))
     unit = q / np.linalg.norm(q)
     exact = sorted((float(v @ unit) + lifts[lang] for v, lang in zip(vectors, languages)), reverse=True)[:15]

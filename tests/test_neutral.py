@@ -56,8 +56,11 @@ def test_add_remove_equals_from_scratch():
     assert cal.counts == ref.counts
     for lang in ("en", "uk"):
         assert np.allclose(cal.centroid(lang), ref.centroid(lang), atol=1e-12)
-    assert cal.centroid("und") is None
+        assert np.allclose(cal.variance(lang), ref.variance(lang), atol=1e-12)
+        assert np.allclose(cal.variance(lang), v[[i for i in keep if langs[i] == lang]].var(0), atol=1e-12)
+    assert cal.centroid("und") is None and cal.variance("und") is None
     assert np.allclose(cal.global_centroid(), ref.global_centroid())
+    assert np.allclose(cal.global_variance(), v[keep].var(0), atol=1e-12)
     with pytest.raises(ValueError):
         cal.remove(v[:50], ["en"] * 50)
 
@@ -72,6 +75,7 @@ def test_min_count_and_round_trip():
     back = LanguageCalibration.from_dict(json.loads(json.dumps(cal.to_dict())))
     assert back.counts == cal.counts and back.min_count == 20
     assert np.array_equal(back.centroid("en"), cal.centroid("en"))
+    assert np.array_equal(back.variance("en"), cal.variance("en"))
     assert np.array_equal(back.pseudo_query_centroid("en"), cal.pseudo_query_centroid("en"))
 
 
@@ -84,6 +88,30 @@ def test_one_language_collection_is_raw():
     for q in queries["bb"][:20]:
         for lang in ("en", None, "und", "uk"):
             assert np.allclose(sc.rescore(q, lang, P, ["en"] * len(P)), P @ q)
+
+
+def test_score_follows_its_definition_and_matches_spreads():
+    """max(cos + max(0, m_A - m_B), m_A + s_A / s_B (cos - m_B)), from the collection's sums."""
+    rng = np.random.default_rng(3)
+    en = _unit(rng.normal(size=(200, DIM)))
+    off = _unit(rng.normal(size=DIM))
+    bb = _unit(off + 0.3 * _unit(rng.normal(size=(150, DIM))))  # cosines with bb are compressed
+    P = np.vstack([en, bb])
+    plangs = ["en"] * 200 + ["bb"] * 150
+    cal = LanguageCalibration(DIM)
+    cal.add(P, plangs)
+    sc = NeutralScorer(cal)
+    for q in _unit(rng.normal(size=(10, DIM)) + off):
+        m = {k: float(q @ X.mean(0)) for k, X in (("en", en), ("bb", bb))}
+        s = {k: float(np.sqrt((q * q) @ X.var(0))) for k, X in (("en", en), ("bb", bb))}
+        for a, b, X in (("bb", "en", en), ("en", "bb", bb)):
+            cos = X @ q
+            want = np.maximum(cos + max(0.0, m[a] - m[b]), m[a] + s[a] / s[b] * (cos - m[b]))
+            got = sc.rescore(q, a, X, [b] * len(X))
+            assert np.allclose(got, want, atol=1e-9)
+            # the standardised position inside each language is kept or raised, never lowered
+            assert np.all((got - m[a]) / s[a] >= (cos - m[b]) / s[b] - 1e-9)
+        assert np.allclose(sc.rescore(q, "bb", bb, ["bb"] * len(bb)), bb @ q)
 
 
 def test_recovers_planted_bias_and_spares_unbiased_language():
@@ -99,7 +127,7 @@ def test_recovers_planted_bias_and_spares_unbiased_language():
         Q = queries[lang]
         raw = _acc(Q @ P.T, n)
         neutral = _acc(_scores(sc, Q, lang, P, plangs), n)
-        mean_lift[lang] = np.mean([sc.offsets(q, lang)["en"] for q in Q])
+        mean_lift[lang] = np.mean([sc.maps(q, lang)["en"].lift for q in Q])
         if expect_gain:
             assert raw < 0.5 and neutral > 0.9, (raw, neutral)
         else:
@@ -140,9 +168,9 @@ def test_rescore_consistent_with_query_vector_per_language():
         for lang in np.unique(plangs):
             idx = np.flatnonzero(plangs == lang)
             ann = idx[np.argsort(-(P[idx] @ qv))[:k]]  # one filtered ANN query per language
-            # within a language the neutral score is the ANN score plus a constant
-            d = exact[idx] - P[idx] @ q
-            assert np.allclose(d, d[0])
+            # within a language the neutral score is increasing in the ANN score
+            order = np.argsort(P[idx] @ qv)
+            assert np.all(np.diff(exact[idx][order]) >= -1e-12)
             pooled.append(ann)
         pooled = np.concatenate(pooled)
         merged = pooled[np.argsort(-sc.rescore(q, "bb", P[pooled], plangs[pooled].tolist()))[:k]]

@@ -28,6 +28,24 @@ def test_upsert_get_query_and_doc_state(tmp_path: Path) -> None:
         assert store.get_meta("babelrank:x") == {"a": [1.5]}
 
 
+def test_nearest_languages_and_hits(tmp_path: Path) -> None:
+    with ChromaStore("test-col", FP, path=tmp_path) as store:
+        assert store.nearest(np.ones(3, np.float32), 5)[0] == []  # empty store
+        metas = [{"doc_id": "d", "language": lang} for lang in ("en", "uk", "ru")]
+        store.upsert(["a", "b", "c"], np.eye(3, dtype=np.float32), ["x", "y", "z"], metas)
+        ids, cos = store.nearest(np.array([1, 0.5, 0], np.float32), 10)  # more than stored: all of them
+        assert ids == ["a", "b", "c"] and cos == pytest.approx([0.894, 0.447, 0.0], abs=1e-3)
+        assert store.languages(["c", "a", "gone"]) == ["ru", "en", "und"]
+        store.upsert(["a"], np.eye(3, dtype=np.float32)[:1], ["x"], [{"doc_id": "d", "language": "de"}])
+        store.delete_ids(["c"])
+        assert store.languages(["a", "c"]) == ["de", "und"]
+        with ChromaStore("test-col", FP, path=tmp_path) as other:  # a fresh cache reads the metadata
+            assert other.languages(["b", "a"]) == ["uk", "de"]
+        hits = store.hits(["b", "gone", "a"], [0.7, 0.6, 0.5], include_embeddings=True)
+        assert [(h.id, h.text, h.score, h.metadata["language"]) for h in hits] == [("b", "y", 0.7, "uk"), ("a", "x", 0.5, "de")]
+        assert np.allclose(hits[0].embedding, [0, 1, 0])
+
+
 def test_other_model_is_refused(tmp_path: Path) -> None:
     ChromaStore("test-col", FP, path=tmp_path).close()
     with pytest.raises(ModelMismatchError, match="built with embedding model 'm'.*dimension: collection has 3, model gives 4"):

@@ -19,7 +19,7 @@ from babelrank.errors import ConfigError, ModelNotFoundError
 from babelrank.ingest import IngestReport, Ingestor
 from babelrank.language import make_detector
 from babelrank.models import DEFAULT_RERANKER, BiEncoder, load_bi_encoder
-from babelrank.neutral import LanguageCalibration, NeutralScorer
+from babelrank.neutral import IDENTITY, LanguageCalibration, LanguageMap, NeutralScorer, apply_maps
 from babelrank.rerank import CrossEncoderReranker
 from babelrank.retriever import BabelRetriever, SearchResult
 from babelrank.sources import SourceDocument, from_llama_documents, from_texts, read_paths
@@ -29,10 +29,12 @@ logger = logging.getLogger(__name__)
 
 DEFAULT_CHUNK_TOKENS = 256
 NEUTRAL_OVERFETCH = 8
-"""Neutral search fetches this many times k raw neighbours in its first query (see
-`BabelIndex.search_vectors`). Measured (benchmarks/neutral_study.py, e5-small, k=50): 1.87
-Chroma queries per search on 4-language XQuAD-R and 1.51 on 2-language Tatoeba pools,
-against 4 and 2 with one query per language; 4x k gives 2.75 and 1.69."""
+NEUTRAL_MIN_FETCH = 1000
+"""Neutral search fetches max(NEUTRAL_OVERFETCH x k, NEUTRAL_MIN_FETCH) raw neighbours in its
+first query (ids and distances only, see `BabelIndex.search_vectors`). Chroma answers that in
+about the time of a 50-hit query with documents (2000 costs 3x more). Simulated on e5-small
+(benchmarks/neutral_study.py), k=50: 0.03 extra per-language queries per search on 4-language
+XQuAD-R (4890 chunks) and none on 2-language Tatoeba pools, against 0.86 and 0.4-0.8 with 8 x k."""
 
 
 class BabelIndex:
@@ -203,43 +205,44 @@ class BabelIndex:
     ) -> list[Hit]:
         """Top-k chunks for a query vector, best first.
 
-        Raw mode: one Chroma query, score = cosine. Neutral mode: the neutral score is the
-        cosine plus a lift that is constant within a chunk language. One query fetches
-        `NEUTRAL_OVERFETCH` x k raw neighbours; a language whose unseen chunks could still
-        reach the neutral top-k (lowest fetched cosine + its lift > the k-th neutral score)
-        gets its own filtered query of k. The result is the exact neutral top-k under the
-        same approximate search, usually at the cost of one query.
+        Raw mode: one Chroma query, score = cosine. Neutral mode: the neutral score is an
+        increasing function of the cosine within each chunk language (`LanguageMap`). One
+        query fetches the ids and cosines of `NEUTRAL_MIN_FETCH` (or `NEUTRAL_OVERFETCH` x k)
+        raw neighbours, their languages come from the store's id cache; a language whose unseen
+        chunks could still reach the neutral top-k (its map of the lowest fetched cosine > the
+        k-th neutral score) gets its own filtered query of k. Documents are then read for the
+        top k only. The result is the exact neutral top-k under the same approximate search,
+        nearly always from one query.
         With `include_embeddings`, each hit carries its stored vector (for dedup).
         """
         if scorer is None:
             return self.store.query(vector, k, where, include_embeddings=include_embeddings)
-        lifts = scorer.offsets(vector, query_language)
+        maps = scorer.maps(vector, query_language)
 
-        def lift(language: str) -> float:
-            return lifts.get(language, lifts.get("und", 0.0))
+        def score_map(language: str) -> LanguageMap:
+            return maps.get(language, maps.get("und", IDENTITY))
 
-        def lifted(found: list[Hit]) -> dict[str, Hit]:
-            return {h.id: Hit(h.id, h.text, h.metadata, h.score + lift(str(h.metadata.get("language", "und"))),
-                              h.embedding) for h in found}
-
-        fetch = k * NEUTRAL_OVERFETCH
-        first = self.store.query(vector, fetch, where, include_embeddings=include_embeddings)
-        hits = lifted(first)
-        if len(first) == fetch:  # not exhaustive: check every language's bound
-            floor = min(h.score for h in first)
-            scores = sorted((h.score for h in hits.values()), reverse=True)
-            kth = scores[k - 1] if len(scores) >= k else -np.inf
+        fetch = max(k * NEUTRAL_OVERFETCH, NEUTRAL_MIN_FETCH)
+        ids, cosines = self.store.nearest(vector, fetch, where)
+        scores = apply_maps(maps, cosines, self.store.languages(ids))
+        if len(ids) == fetch:  # not exhaustive: check every language's bound
+            floor = float(cosines[-1])
+            kth = float(-np.partition(-scores, k - 1)[k - 1]) if len(scores) >= k else -np.inf
             wanted = set(where["language"]["$in"]) if where and "language" in where else None
             rest = {k2: v for k2, v in (where or {}).items() if k2 != "language"}
+            seen = set(ids)
             for language in self.calibration.languages():
-                if (wanted is not None and language not in wanted) or floor + lift(language) <= kth:
+                if (wanted is not None and language not in wanted) or score_map(language)(floor) <= kth:
                     continue
                 clause: dict[str, Any] = {"language": language}
-                lang_where = {"$and": [clause, rest]} if rest else clause
-                logger.debug("neutral search: extra query for %r (lift %.4f)", language, lift(language))
-                for hid, hit in lifted(self.store.query(vector, k, lang_where, include_embeddings=include_embeddings)).items():
-                    hits.setdefault(hid, hit)
-        return sorted(hits.values(), key=lambda h: h.score, reverse=True)[:k]
+                logger.debug("neutral search: extra query for %r", language)
+                more_ids, more = self.store.nearest(vector, k, {"$and": [clause, rest]} if rest else clause)
+                new = [i for i, cid in enumerate(more_ids) if cid not in seen]
+                ids = ids + [more_ids[i] for i in new]
+                scores = np.concatenate([scores, score_map(language)(more[new])])
+                seen.update(more_ids)
+        top = np.argsort(-scores, kind="stable")[:k]
+        return self.store.hits([ids[i] for i in top], scores[top].tolist(), include_embeddings=include_embeddings)
 
     def as_retriever(self, **kwargs: Any) -> BabelRetriever:
         """A llama-index retriever; keyword arguments as in `BabelRetriever`."""
@@ -306,12 +309,18 @@ class _CalibrationKeeper:
     def _load(self) -> None:
         saved = self.store.get_meta(CALIBRATION_KEY)
         chunks = saved["calibration"]["chunks"] if saved else {}
+        loaded = None
         if saved and not saved.get("dirty") and sum(c["count"] for c in chunks.values()) == self.store.count():
-            self.calibration = LanguageCalibration.from_dict(saved["calibration"])
-        else:
-            if saved:
-                logger.warning("language calibration of %r is out of step; recalibrating from the stored vectors", self.store.name)
+            try:
+                loaded = LanguageCalibration.from_dict(saved["calibration"])
+            except KeyError:
+                logger.info("language calibration of %r is in an older format; recalibrating", self.store.name)
+        elif saved:
+            logger.warning("language calibration of %r is out of step; recalibrating from the stored vectors", self.store.name)
+        if loaded is None:
             self.rebuild()
+        else:
+            self.calibration = loaded
         self._scorer = None
         self._loaded_at = time.monotonic()
 

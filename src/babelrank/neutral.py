@@ -2,36 +2,42 @@
 
 Multilingual bi-encoders prefer the query's own language: an irrelevant chunk in the
 query's language often outscores the relevant chunk in another language. This module
-removes that preference without training, from per-language centroids of the
+removes that preference without training, from per-language statistics of the
 collection's own (raw, L2-normalised) chunk vectors.
 
 Definition. Let ``q`` be the unit query vector (query prompt), ``d`` a unit chunk vector
-(passage prompt) in language ``B``, ``A`` the query language and ``mu_L`` the mean of the
-stored chunk vectors tagged ``L``. The *own-language advantage* of ``q`` over ``B`` is
-``g_B(q) = <q, mu_A> - <q, mu_B>`` (how much higher ``q`` scores an average chunk of its own
-language than an average chunk of ``B``). The neutral score is::
+(passage prompt) in language ``B``, ``A`` the query language, ``mu_L`` the mean and ``v_L``
+the per-dimension variance of the stored chunk vectors tagged ``L``. For the query, the
+cosines with language ``L`` have mean ``m_L = <q, mu_L>`` and (ignoring correlations between
+dimensions) spread ``s_L = sqrt(sum_i q_i^2 v_L[i])``. The *own-language advantage* over
+``B`` is ``g_B = m_A - m_B``. The neutral score is::
 
-    retrieval_score(q, d) = <q, d> + max(0, g_B(q))
+    retrieval_score(q, d) = max(<q, d> + max(0, g_B),  m_A + (s_A / s_B) (<q, d> - m_B))
 
-i.e. the raw cosine plus a per-(query, chunk-language) lift that cancels the query's
-same-language preference, and that is never negative: a language the query does not
-prefer is left as it is (removing a preference that is absent, the "full centring"
-``<q, d - mu_B>``, costs 2-4 points on languages the model handles without bias).
+The first term lifts every chunk of ``B`` by the query's same-language preference, and never
+lowers a language the query does not prefer (removing a preference that is absent, the
+"full centring" ``<q, d - mu_B>``, costs 2-4 points on languages the model handles without
+bias). The second maps ``B``'s cosine distribution onto ``A``'s (same mean and spread), so a
+chunk that stands out in ``B`` as much as the best of ``A`` scores like it even where ``B``'s
+cosines are more compressed than ``A``'s (+0.7 mAP@20 points on XQuAD-R over the lift alone,
+no change on Tatoeba).
 
-Consequences: within one language the ranking equals the raw ranking; a one-language
-collection ranks (and scores) exactly as raw; nothing is fitted — the per-query,
-per-language strength is 1 when the query shows an own-language preference over that
-language and 0 otherwise. Chunks whose language has no centroid (``"und"`` or fewer than
-``min_count`` chunks) use the collection's global mean as their ``mu_B``. An unknown query
-language (``None``/``"und"``, or one without a centroid) is estimated as the language whose
-pseudo-query centroid is nearest (see :meth:`LanguageCalibration.add_pseudo_queries`), or,
-without pseudo-queries, the nearest chunk centroid.
+Consequences: within one language the score is an increasing function of the cosine, so
+the ranking equals the raw ranking and the ANN index stays exact per language; a
+one-language collection ranks (and scores) exactly as raw; nothing is fitted. Chunks whose
+language has no statistics (``"und"`` or fewer than ``min_count`` chunks) use the whole
+collection's. An unknown query language (``None``/``"und"``, or one without statistics) is
+estimated as the language whose pseudo-query centroid is nearest (see
+:meth:`LanguageCalibration.add_pseudo_queries`), or, without pseudo-queries, the nearest
+chunk centroid.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -48,11 +54,12 @@ def _is_unknown(language: str | None) -> bool:
 
 
 class _Sums:
-    """Float64 running sums and counts of vectors, keyed by language."""
+    """Float64 running sums, sums of squares and counts of vectors, keyed by language."""
 
     def __init__(self, dim: int) -> None:
         self.dim = dim
         self.sums: dict[str, np.ndarray] = {}
+        self.squares: dict[str, np.ndarray] = {}
         self.counts: dict[str, int] = {}
 
     def update(self, vectors: np.ndarray, languages: Sequence[str], sign: int) -> None:
@@ -67,26 +74,42 @@ class _Sums:
                 raise ValueError(f"removing more '{lang}' vectors than were added")
             if new == 0:
                 self.sums.pop(lang, None)
+                self.squares.pop(lang, None)
                 self.counts.pop(lang, None)
                 continue
             self.sums[lang] = self.sums.get(lang, np.zeros(self.dim)) + sign * block.sum(0)
+            self.squares[lang] = self.squares.get(lang, np.zeros(self.dim)) + sign * (block * block).sum(0)
             self.counts[lang] = new
 
     def mean(self, language: str) -> np.ndarray:
         return self.sums[language] / self.counts[language]
 
+    def variance(self, language: str) -> np.ndarray:
+        mean = self.mean(language)
+        return np.maximum(self.squares[language] / self.counts[language] - mean * mean, 0.0)
+
     def total_mean(self) -> np.ndarray | None:
         n = sum(self.counts.values())
         return None if n == 0 else sum(self.sums.values()) / n
 
+    def total_variance(self) -> np.ndarray | None:
+        n = sum(self.counts.values())
+        if n == 0:
+            return None
+        mean = sum(self.sums.values()) / n
+        return np.maximum(sum(self.squares.values()) / n - mean * mean, 0.0)
+
     def to_dict(self) -> dict:
-        return {k: {"sum": self.sums[k].tolist(), "count": self.counts[k]} for k in self.counts}
+        return {k: {"sum": self.sums[k].tolist(), "sum_sq": self.squares[k].tolist(), "count": self.counts[k]}
+                for k in self.counts}
 
     @classmethod
     def from_dict(cls, dim: int, d: dict) -> _Sums:
+        """Sums saved by `to_dict`; KeyError when a field is missing (an older format)."""
         s = cls(dim)
         for k, v in d.items():
             s.sums[k] = np.asarray(v["sum"], dtype=np.float64)
+            s.squares[k] = np.asarray(v["sum_sq"], dtype=np.float64)
             s.counts[k] = int(v["count"])
         return s
 
@@ -135,6 +158,14 @@ class LanguageCalibration:
         """Mean of all stored chunk vectors (every language, "und" included)."""
         return self._chunks.total_mean()
 
+    def variance(self, language: str) -> np.ndarray | None:
+        """Per-dimension variance of `language`'s stored vectors (None where `centroid` is)."""
+        return None if self.centroid(language) is None else self._chunks.variance(language)
+
+    def global_variance(self) -> np.ndarray | None:
+        """Per-dimension variance of all stored chunk vectors."""
+        return self._chunks.total_variance()
+
     def pseudo_query_centroid(self, language: str) -> np.ndarray | None:
         """Mean pseudo-query vector of `language` (None without enough of them)."""
         if self.centroid(language) is None or self._pseudo.counts.get(language, 0) < self.min_count:
@@ -153,6 +184,25 @@ class LanguageCalibration:
         return cal
 
 
+@dataclass(frozen=True)
+class LanguageMap:
+    """Neutral score of one chunk language as a function of the raw cosine (increasing).
+
+    ``score(cos) = max(cos + lift, own_mean + ratio * (cos - mean))``; see the module docstring.
+    """
+
+    lift: float = 0.0
+    own_mean: float = 0.0
+    mean: float = 0.0
+    ratio: float = 1.0
+
+    def __call__(self, cos: Any) -> Any:
+        return np.maximum(cos + self.lift, self.own_mean + self.ratio * (cos - self.mean))
+
+
+IDENTITY = LanguageMap()
+
+
 class NeutralScorer:
     """Language-neutral scoring from a calibration (see the module docstring)."""
 
@@ -161,7 +211,10 @@ class NeutralScorer:
         self.languages = calibration.languages
         glob = calibration.global_centroid()
         self._global = np.zeros(calibration.dim) if glob is None else glob
+        gvar = calibration.global_variance()
+        self._global_var = np.zeros(calibration.dim) if gvar is None else gvar
         self._mu = {lang: calibration.centroid(lang) for lang in self.languages}
+        self._var = {lang: calibration.variance(lang) for lang in self.languages}
         self._pq = {lang: calibration.pseudo_query_centroid(lang) for lang in self.languages}
 
     def estimate_language(self, query: np.ndarray) -> str | None:
@@ -172,10 +225,6 @@ class NeutralScorer:
         q = np.asarray(query, dtype=np.float64).ravel()
         return max(cands, key=lambda k: float(q @ cands[k]) / (np.linalg.norm(cands[k]) + 1e-12))
 
-    def _centre(self, language: str | None) -> np.ndarray:
-        mu = self._mu.get(language) if language is not None else None
-        return self._global if mu is None else mu
-
     def resolve_language(self, query: np.ndarray, query_language: str | None) -> str | None:
         """The query language used for scoring (estimated when unknown or uncalibrated)."""
         if not _is_unknown(query_language) and query_language in self._mu:
@@ -184,22 +233,27 @@ class NeutralScorer:
         log.debug("query language %r -> %r", query_language, guess)
         return guess
 
-    def offsets(self, query: np.ndarray, query_language: str | None) -> dict[str, float]:
-        """Lift ``max(0, <q, mu_A - mu_B>)`` per calibrated language B (and "und")."""
+    def maps(self, query: np.ndarray, query_language: str | None) -> dict[str, LanguageMap]:
+        """The score map of every calibrated chunk language, and of "und" (the fallback).
+
+        Empty when nothing is calibrated (then every score is the raw cosine).
+        """
         q = _unit(query)
         lang = self.resolve_language(q, query_language)
         if lang is None:
             return {}
-        own = float(q @ self._centre(lang))
-        out = {b: max(0.0, own - float(q @ mu)) for b, mu in self._mu.items()}
-        out["und"] = max(0.0, own - float(q @ self._global))
-        return out
+        q2 = q * q
+        stats = {b: (float(q @ mu), float(np.sqrt(q2 @ self._var[b]))) for b, mu in self._mu.items()}
+        stats["und"] = (float(q @ self._global), float(np.sqrt(q2 @ self._global_var)))
+        own_mean, own_spread = stats[lang]
+        return {b: LanguageMap(max(0.0, own_mean - mean), own_mean, mean, own_spread / spread if spread > 1e-12 else 1.0)
+                for b, (mean, spread) in stats.items()}
 
     def query_vector(self, query: np.ndarray, query_language: str | None = None) -> np.ndarray:
         """Vector for the ANN index (raw cosine space): the unit query itself.
 
-        Within a language the neutral score is the raw score plus a constant, so raw ANN
-        order is exact per language; see `rescore` for the cross-language part.
+        Within a language the neutral score is an increasing function of the raw score, so
+        raw ANN order is exact per language; see `rescore` for the cross-language part.
         """
         return _unit(query).astype(np.float32)
 
@@ -208,12 +262,20 @@ class NeutralScorer:
         """Exact neutral scores of raw candidate vectors (higher is better)."""
         q = _unit(query)
         c = np.asarray(candidates, dtype=np.float64).reshape(-1, q.shape[0])
-        raw = c @ q
-        off = self.offsets(q, query_language)
-        if not off:
-            return raw
-        lift = np.array([off.get(b, off["und"]) for b in candidate_languages], dtype=np.float64)
-        return raw + lift
+        return apply_maps(self.maps(q, query_language), c @ q, candidate_languages)
+
+
+def apply_maps(maps: Mapping[str, LanguageMap], cosines: np.ndarray, languages: Sequence[str]) -> np.ndarray:
+    """Neutral scores of raw `cosines` of chunks in `languages` (raw where `maps` is empty)."""
+    out = np.asarray(cosines, dtype=np.float64).copy()
+    if not maps:
+        return out
+    groups: dict[str, list[int]] = {}
+    for i, lang in enumerate(languages):
+        groups.setdefault(lang, []).append(i)
+    for lang, rows in groups.items():
+        out[rows] = maps.get(lang, maps.get("und", IDENTITY))(out[rows])
+    return out
 
 
 def _unit(v: np.ndarray) -> np.ndarray:
