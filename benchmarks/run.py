@@ -312,7 +312,7 @@ def worker_llamaindex(cfg: dict[str, Any]) -> dict[str, Any]:
     from llama_index.core import Document, StorageContext, VectorStoreIndex
     from llama_index.core.schema import QueryBundle
     from llama_index.embeddings.huggingface import HuggingFaceEmbedding
-    from llama_index.postprocessor.sbert_rerank import SentenceTransformerRerank
+    from llama_index.core.postprocessor import SentenceTransformerRerank
     from llama_index.vector_stores.chroma import ChromaVectorStore
 
     store = Path(cfg["workdir"]) / "llamaindex"

@@ -3,8 +3,8 @@
     python benchmarks/scale.py --model ../shared/models/multilingual-e5-small-q4 --data ../shared/data \
         [--sizes 1000,10000,100000] [--backend onnx-int8] [--store DIR] [--out DIR]
 
-Documents are 2-4 sentences recombined from XQuAD-R (en/ru/de/es, one language per document);
-all but about 1 % fit one chunk. The collection grows in steps of `--step` documents; after
+Documents are 2-4 (`--sentences`) sentences recombined from XQuAD-R (en/ru/de/es, one language
+per document); all but about 1 % fit one chunk. The collection grows in steps of `--step` documents; after
 each size in `--sizes` (documents) it measures query latency (embed, search with language-neutral
 scoring, rerank of k=50 -> top-5 with a 12-layer cross-encoder of mmarco-mMiniLMv2-L12-H384's
 shape and random weights), store size on disk, current and peak RSS. Every step and size is
@@ -39,15 +39,15 @@ LANGUAGES = ("en", "ru", "de", "es")
 log = logging.getLogger("scale")
 
 
-def synthetic_collection(data: Path, n_chunks: int, seed: int = 0) -> list[tuple[str, str, str]]:
-    """`[(id, language, text)]`: n documents of 2-4 XQuAD-R sentences of one language each."""
+def synthetic_collection(data: Path, n_chunks: int, seed: int = 0, sentences: tuple[int, int] = (2, 4)) -> list[tuple[str, str, str]]:
+    """`[(id, language, text)]`: n documents of `sentences` (min, max) XQuAD-R sentences of one language each."""
     rng = random.Random(seed)
     pools: dict[str, list[str]] = {}
     for lang in LANGUAGES:
         doc = json.loads((data / "xquad-r" / f"{lang}.json").read_text())
         pools[lang] = [s for a in doc["data"] for p in a["paragraphs"] for s in p["sentences"] if len(s) > 20]
     return [
-        (f"syn-{i}", LANGUAGES[i % len(LANGUAGES)], " ".join(rng.sample(pools[LANGUAGES[i % len(LANGUAGES)]], rng.randint(2, 4))))
+        (f"syn-{i}", LANGUAGES[i % len(LANGUAGES)], " ".join(rng.sample(pools[LANGUAGES[i % len(LANGUAGES)]], rng.randint(*sentences))))
         for i in range(n_chunks)
     ]
 
@@ -134,6 +134,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--data", type=Path, help="folder holding xquad/ and xquad-r/")
     ap.add_argument("--sizes", default="1000,10000,100000", help="collection sizes (chunks) at which queries are measured")
     ap.add_argument("--step", type=int, default=2000, help="documents per ingest call (one progress line each)")
+    ap.add_argument("--sentences", default="2,4", help="sentences per document: MIN,MAX (2,2 halves the encoder time)")
     ap.add_argument("--backend", default="onnx-int8")
     ap.add_argument("--queries", type=int, default=40, help="queries for embed/search latency")
     ap.add_argument("--rerank-queries", type=int, default=5, help="queries with rerank (0: none)")
@@ -159,7 +160,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     results = args.out / f"scale-{stamp}.jsonl"
     store = args.store or args.out / f"scale-store-{stamp}"
     cross = build_shaped_cross_encoder(args.model, args.out / "models" / "cross-L12-H384-xlmr-vocab")
-    docs = synthetic_collection(args.data, sizes[-1])
+    low, high = (int(x) for x in args.sentences.split(","))
+    docs = synthetic_collection(args.data, sizes[-1], sentences=(low, high))
     queries = questions(args.data, max(1, args.queries // len(LANGUAGES)))
 
     def record(row: dict[str, Any]) -> None:
@@ -170,7 +172,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     t0 = time.perf_counter()
     index = BabelIndex(embed_model=str(args.model), rerank_model=str(cross), store_path=store, backend=args.backend,
                        device="cpu", progress=False, top_k=50, top_n=5)
-    record({"event": "start", "backend": args.backend, "model": args.model.name, "store": str(store), "sizes": sizes,
+    record({"event": "start", "backend": args.backend, "sentences": [low, high], "model": args.model.name, "store": str(store), "sizes": sizes,
             "stored_chunks": index.store.count(),
             "load_s": round(time.perf_counter() - t0, 1), "cores": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
             "load_avg": os.getloadavg()})
