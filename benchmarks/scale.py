@@ -20,13 +20,10 @@ import json
 import logging
 import os
 import random
-import resource
 import sys
 import time
 from pathlib import Path
 from typing import Any, Sequence
-
-import numpy as np
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent / "src"))
@@ -34,6 +31,8 @@ sys.path.insert(0, str(HERE))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("ANONYMIZED_TELEMETRY", "False")
+
+from run import build_shaped_cross_encoder, dir_size_mb, ms, peak_rss_mb  # noqa: E402
 
 LANGUAGES = ("en", "ru", "de", "es")
 log = logging.getLogger("scale")
@@ -62,25 +61,15 @@ def questions(data: Path, per_language: int) -> list[str]:
     return [q for group in zip(*by_lang) for q in group]
 
 
-def rss_mb() -> tuple[float, float]:
-    """(current, peak) resident set size of this process in MB."""
-    current = float("nan")
+def current_rss_mb() -> float:
+    """Resident set size of this process now, in MB (NaN where /proc is missing)."""
     try:
         for line in Path("/proc/self/status").read_text().splitlines():
             if line.startswith("VmRSS:"):
-                current = int(line.split()[1]) / 1024
+                return int(line.split()[1]) / 1024
     except OSError:
         pass
-    return current, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
-
-def dir_mb(path: Path) -> float:
-    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file()) / 1e6
-
-
-def p50_p95(values: Sequence[float]) -> dict[str, float]:
-    a = np.asarray(values, dtype=float) * 1000
-    return {"p50": round(float(np.percentile(a, 50)), 1), "p95": round(float(np.percentile(a, 95)), 1)}
+    return float("nan")
 
 
 def measure_queries(index: Any, queries: list[str], rerank_queries: int) -> dict[str, Any]:
@@ -93,7 +82,7 @@ def measure_queries(index: Any, queries: list[str], rerank_queries: int) -> dict
             r = index.search(q, rerank=False, neutral=mode == "on")
             embed.append(r.timings["embed"])
             search.append(r.timings["search"])
-        out[f"neutral_{mode}"] = {"embed": p50_p95(embed), "search": p50_p95(search)}
+        out[f"neutral_{mode}"] = {"embed": ms(embed), "search": ms(search)}
     if rerank_queries:
         index.search(queries[0])
         stages: dict[str, list[float]] = {"embed": [], "search": [], "rerank": [], "total": []}
@@ -103,7 +92,7 @@ def measure_queries(index: Any, queries: list[str], rerank_queries: int) -> dict
             stages["total"].append(time.perf_counter() - t)
             for k in ("embed", "search", "rerank"):
                 stages[k].append(r.timings[k])
-        out["with_rerank"] = {k: p50_p95(v) for k, v in stages.items()}
+        out["with_rerank"] = {k: ms(v) for k, v in stages.items()}
     return out
 
 
@@ -150,8 +139,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
     log.setLevel(logging.INFO)
 
-    from run import build_shaped_cross_encoder
-
     from babelrank import BabelIndex
 
     sizes = sorted(int(x) for x in args.sizes.split(","))
@@ -187,14 +174,12 @@ def main(argv: Sequence[str] | None = None) -> int:
                 ingest_s += seconds
                 done += len(batch)
                 if report.chunks_embedded:  # steps a resumed run finds stored already are skipped quickly
-                    current, peak = rss_mb()
                     record({"event": "ingest", "documents": done, "embedded": report.chunks_embedded, "seconds": round(seconds, 1),
-                            "chunks_per_s": round(report.chunks_embedded / seconds, 1), "rss_mb": round(current),
-                            "peak_rss_mb": round(peak), "load_avg": os.getloadavg()[0]})
-            current, peak = rss_mb()
+                            "chunks_per_s": round(report.chunks_embedded / seconds, 1), "rss_mb": round(current_rss_mb()),
+                            "peak_rss_mb": round(peak_rss_mb()), "load_avg": os.getloadavg()[0]})
             record({"event": "size", "documents": done, "chunks": index.store.count(), "ingest_s_this_run": round(ingest_s, 1),
-                    "languages": index.info()["languages"], "store_mb": round(dir_mb(Path(store)), 1),
-                    "rss_mb": round(current), "peak_rss_mb": round(peak),
+                    "languages": index.info()["languages"], "store_mb": round(dir_size_mb(Path(store)), 1),
+                    "rss_mb": round(current_rss_mb()), "peak_rss_mb": round(peak_rss_mb()),
                     "query": measure_queries(index, queries, args.rerank_queries), "load_avg": os.getloadavg()[0]})
     finally:
         index.close()

@@ -35,7 +35,7 @@ class Hit:
     id: str
     text: str
     metadata: dict[str, Any]
-    score: float  # cosine similarity of query and chunk vectors
+    score: float  # cosine of query and chunk vectors; the neutral score from neutral search
     embedding: np.ndarray | None = None
 
 
