@@ -22,7 +22,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
 import neutral_data as nd  # noqa: E402
-from babelrank.neutral import IDENTITY, LanguageCalibration, LanguageMap, NeutralScorer, apply_maps  # noqa: E402
+from babelrank.neutral import IDENTITY, LanguageCalibration, LanguageMap, NeutralScorer, apply_maps, language_codes  # noqa: E402
 
 log = logging.getLogger("neutral_study")
 N_PSEUDO = 100  # pseudo-queries per language, only for recognising untagged queries
@@ -41,12 +41,13 @@ def method_scores(Q: np.ndarray, qlangs, P: np.ndarray, plangs, cal: LanguageCal
     """
     sc = NeutralScorer(cal)
     S = Q @ P.T
+    codes, names = language_codes(plangs)
     all_maps = []
     for i in range(len(Q)):
         maps = sc.maps(Q[i], qlangs[i] if qlangs is not None else None)
         if lift_only:
             maps = {b: LanguageMap(lift=m.lift, ratio=0.0, own_mean=-np.inf) for b, m in maps.items()}
-        S[i] = apply_maps(maps, S[i], plangs)
+        S[i] = apply_maps(maps, S[i], codes, names)
         all_maps.append(maps)
     return S, all_maps
 

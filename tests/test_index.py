@@ -66,8 +66,9 @@ def test_a_calibration_in_an_older_format_is_rebuilt_on_open(make_index) -> None
     assert all("sum_sq" in e for e in reopened.store.get_meta(CALIBRATION_KEY)["calibration"]["chunks"].values())
 
 
-def test_neutral_search_is_exact_against_brute_force(make_index) -> None:
-    index = make_index(neutral="on", top_k=10, rerank_model="none")
+@pytest.mark.parametrize("scan_mb", [64, 0])  # in-memory scan / Chroma over-fetch
+def test_neutral_search_is_exact_against_brute_force(make_index, scan_mb) -> None:
+    index = make_index(neutral="on", top_k=10, rerank_model="none", neutral_scan_mb=scan_mb)
     texts, ids = _texts(30)
     index.ingest_texts(texts, ids=ids)
     scorer = index.neutral_scorer()
@@ -83,6 +84,11 @@ def test_neutral_search_is_exact_against_brute_force(make_index) -> None:
         assert [h.score for h in got] == pytest.approx(sorted(exact, reverse=True)[:10], abs=1e-5)
         by_id = dict(zip(res["ids"], exact))
         assert all(h.score == pytest.approx(by_id[h.id], abs=1e-5) for h in got)
+        only_uk = index.search_vectors(q, lang, 10, {"language": {"$in": ["uk"]}}, scorer)
+        uk = sorted((s for s, x in zip(exact, languages) if x == "uk"), reverse=True)[:10]
+        assert [h.score for h in only_uk] == pytest.approx(uk, abs=1e-5)
+        assert {h.metadata["language"] for h in only_uk} == {"uk"}
+    assert (index.store._mirror is not None) == (scan_mb > 0)
 
 
 class _FixedLifts:
@@ -98,7 +104,7 @@ class _FixedLifts:
 @pytest.mark.parametrize("lifts, queries", [({"uk": 0.0, "en": 0.0, "und": 0.0}, 1),
                                             ({"uk": 5.0, "en": 0.0, "und": 0.0}, 2)])
 def test_neutral_search_adds_a_language_query_only_when_its_bound_requires(make_index, monkeypatch, lifts, queries) -> None:
-    index = make_index(neutral="on", rerank_model="none")
+    index = make_index(neutral="on", rerank_model="none", neutral_scan_mb=0)
     texts, ids = _texts(60)
     keep = [i for i, x in enumerate(ids) if x.startswith("en") or int(x[2:]) < 12]  # 60 en, 12 uk
     index.ingest_texts([texts[i] for i in keep], ids=[ids[i] for i in keep])
@@ -126,9 +132,10 @@ def test_one_language_collection_ranks_exactly_as_raw(make_index) -> None:
     assert index.neutral_scorer() is None  # auto: off with one language
     forced = make_index(neutral="on", rerank_model="none", collection=index.store.name)
     for query in ("red car", "library", "river"):
-        raw = [(n.node.id_, round(n.score, 5)) for n in index.query(query, top_n=10, neutral=False)]
-        neutral = [(n.node.id_, round(n.score, 5)) for n in forced.query(query, top_n=10)]
-        assert raw == neutral
+        raw = index.query(query, top_n=10, neutral=False)
+        neutral = forced.query(query, top_n=10)
+        assert [n.node.id_ for n in raw] == [n.node.id_ for n in neutral]
+        assert [n.score for n in raw] == pytest.approx([n.score for n in neutral], abs=1e-6)
 
 
 def test_per_query_neutral_overrides_the_collection_setting(make_index) -> None:

@@ -59,6 +59,9 @@ class Settings:
         language_backend: language detector backend (see `babelrank.language.make_detector`).
         neutral: language-neutral scoring: "auto" (on when the collection holds more than
             one language), "on" or "off".
+        neutral_scan_mb: neutral search scores every chunk exactly from an in-memory copy of
+            the collection's vectors when they fit in this many MB (float32; 64 MB = 43k
+            chunks of 384 dimensions), else it over-fetches from Chroma; 0 = always Chroma.
         dedup: translation-aware results: collapse results that are translations or near
             duplicates of each other into one, keeping the query-language version and listing
             the others in its `alternates` metadata (see `babelrank.dedup`). "auto" (on when
@@ -95,6 +98,7 @@ class Settings:
     expected_languages: tuple[str, ...] = field(default_factory=tuple)
     language_backend: str = "auto"
     neutral: NeutralMode = "auto"
+    neutral_scan_mb: int = 64
     dedup: DedupMode = "auto"
     dedup_threshold: float | None = None
     min_score: float | None = None
@@ -116,6 +120,8 @@ class Settings:
             raise ConfigError(f"backend must be one of {', '.join(BACKENDS)}, got {self.backend!r}")
         if self.neutral not in get_args(NeutralMode):
             raise ConfigError(f"neutral must be one of auto/on/off, got {self.neutral!r}")
+        if self.neutral_scan_mb < 0:
+            raise ConfigError(f"neutral_scan_mb must be >= 0, got {self.neutral_scan_mb}")
         if self.dedup not in get_args(DedupMode):
             raise ConfigError(f"dedup must be one of auto/on/off, got {self.dedup!r}")
         if self.dedup_threshold is not None and not -1.0 <= self.dedup_threshold <= 1.0:

@@ -19,7 +19,7 @@ from babelrank.errors import ConfigError, ModelNotFoundError
 from babelrank.ingest import IngestReport, Ingestor
 from babelrank.language import make_detector
 from babelrank.models import DEFAULT_RERANKER, BiEncoder, load_bi_encoder
-from babelrank.neutral import IDENTITY, LanguageCalibration, LanguageMap, NeutralScorer, apply_maps
+from babelrank.neutral import IDENTITY, LanguageCalibration, LanguageMap, NeutralScorer, apply_maps, language_codes
 from babelrank.rerank import CrossEncoderReranker
 from babelrank.retriever import BabelRetriever, SearchResult
 from babelrank.sources import SourceDocument, from_llama_documents, from_texts, read_paths
@@ -30,7 +30,7 @@ logger = logging.getLogger(__name__)
 DEFAULT_CHUNK_TOKENS = 256
 NEUTRAL_OVERFETCH = 8
 NEUTRAL_MIN_FETCH = 1000
-"""Neutral search fetches max(NEUTRAL_OVERFETCH x k, NEUTRAL_MIN_FETCH) raw neighbours in its
+"""Neutral search of a collection too big for `neutral_scan_mb` fetches max(NEUTRAL_OVERFETCH x k, NEUTRAL_MIN_FETCH) raw neighbours in its
 first query (ids and distances only, see `BabelIndex.search_vectors`). Chroma answers that in
 about the time of a 50-hit query with documents (2000 costs 3x more). Simulated on e5-small
 (benchmarks/neutral_study.py), k=50: 0.03 extra per-language queries per search on 4-language
@@ -206,29 +206,47 @@ class BabelIndex:
         """Top-k chunks for a query vector, best first.
 
         Raw mode: one Chroma query, score = cosine. Neutral mode: the neutral score is an
-        increasing function of the cosine within each chunk language (`LanguageMap`). One
-        query fetches the ids and cosines of `NEUTRAL_MIN_FETCH` (or `NEUTRAL_OVERFETCH` x k)
-        raw neighbours, their languages come from the store's id cache; a language whose unseen
-        chunks could still reach the neutral top-k (its map of the lowest fetched cosine > the
-        k-th neutral score) gets its own filtered query of k. Documents are then read for the
-        top k only. The result is the exact neutral top-k under the same approximate search,
-        nearly always from one query.
+        increasing function of the cosine within each chunk language (`LanguageMap`).
+        A collection whose vectors fit in `neutral_scan_mb` (and a filter on languages only,
+        or none) is scored exactly over every chunk from an in-memory copy of its vectors.
+        A bigger one: one Chroma query fetches the ids and cosines of `NEUTRAL_MIN_FETCH` (or
+        `NEUTRAL_OVERFETCH` x k) raw neighbours, their languages come from the store's id
+        cache; a language whose unseen chunks could still reach the neutral top-k (its map of
+        the lowest fetched cosine > the k-th neutral score) gets its own filtered query of k:
+        the exact neutral top-k under the same approximate search, nearly always from one
+        query. Either way, documents are then read for the top k only.
         With `include_embeddings`, each hit carries its stored vector (for dedup).
         """
         if scorer is None:
             return self.store.query(vector, k, where, include_embeddings=include_embeddings)
         maps = scorer.maps(vector, query_language)
+        wanted = set(where["language"]["$in"]) if where and "language" in where else None
+        if not where or list(where) == ["language"]:
+            def score(cosines: np.ndarray, codes: np.ndarray, names: list[str]) -> np.ndarray:
+                scores = apply_maps(maps, cosines, codes, names)
+                if wanted is not None:
+                    scores[~np.isin(codes, [i for i, lang in enumerate(names) if lang in wanted])] = -np.inf
+                return scores
 
+            found = self.store.scan(vector, k, score, self.settings.neutral_scan_mb * 2**20 // 4, wait=not self.store.shared)
+            if found is not None:
+                return self.store.hits(found[0], found[1].tolist(), include_embeddings=include_embeddings)
+        return self._neutral_chroma_search(vector, k, where, maps, wanted, include_embeddings)
+
+    def _neutral_chroma_search(
+        self, vector: np.ndarray, k: int, where: Mapping[str, Any] | None, maps: Mapping[str, LanguageMap],
+        wanted: set[str] | None, include_embeddings: bool,
+    ) -> list[Hit]:
+        """Neutral top-k from Chroma: one deep query, per-language queries where the bound needs them."""
         def score_map(language: str) -> LanguageMap:
             return maps.get(language, maps.get("und", IDENTITY))
 
         fetch = max(k * NEUTRAL_OVERFETCH, NEUTRAL_MIN_FETCH)
         ids, cosines = self.store.nearest(vector, fetch, where)
-        scores = apply_maps(maps, cosines, self.store.languages(ids))
+        scores = apply_maps(maps, cosines, *language_codes(self.store.languages(ids)))
         if len(ids) == fetch:  # not exhaustive: check every language's bound
             floor = float(cosines[-1])
             kth = float(-np.partition(-scores, k - 1)[k - 1]) if len(scores) >= k else -np.inf
-            wanted = set(where["language"]["$in"]) if where and "language" in where else None
             rest = {k2: v for k2, v in (where or {}).items() if k2 != "language"}
             seen = set(ids)
             for language in self.calibration.languages():

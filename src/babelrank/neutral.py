@@ -263,19 +263,24 @@ class NeutralScorer:
         """Exact neutral scores of raw candidate vectors (higher is better)."""
         q = _unit(query)
         c = np.asarray(candidates, dtype=np.float64).reshape(-1, q.shape[0])
-        return apply_maps(self.maps(q, query_language), c @ q, candidate_languages)
+        return apply_maps(self.maps(q, query_language), c @ q, *language_codes(candidate_languages))
 
 
-def apply_maps(maps: Mapping[str, LanguageMap], cosines: np.ndarray, languages: Sequence[str]) -> np.ndarray:
-    """Neutral scores of raw `cosines` of chunks in `languages` (raw where `maps` is empty)."""
+def language_codes(languages: Sequence[str]) -> tuple[np.ndarray, list[str]]:
+    """`(codes, names)` with `names[codes[i]] == languages[i]`, as `apply_maps` takes them."""
+    names, codes = np.unique(np.asarray(list(languages), dtype=object), return_inverse=True)
+    return codes.reshape(-1), [str(x) for x in names]
+
+
+def apply_maps(maps: Mapping[str, LanguageMap], cosines: np.ndarray, codes: np.ndarray, names: Sequence[str]) -> np.ndarray:
+    """Neutral scores of raw `cosines`; chunk i is in language `names[codes[i]]` (raw where `maps` is empty)."""
     out = np.asarray(cosines, dtype=np.float64).copy()
     if not maps:
         return out
-    groups: dict[str, list[int]] = {}
-    for i, lang in enumerate(languages):
-        groups.setdefault(lang, []).append(i)
-    for lang, rows in groups.items():
-        out[rows] = maps.get(lang, maps.get("und", IDENTITY))(out[rows])
+    for code, lang in enumerate(names):
+        rows = codes == code
+        if rows.any():
+            out[rows] = maps.get(lang, maps.get("und", IDENTITY))(out[rows])
     return out
 
 

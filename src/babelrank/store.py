@@ -5,9 +5,11 @@ from __future__ import annotations
 import json
 import logging
 import os
+import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator, Mapping, Sequence
+from typing import Any, Callable, Iterator, Mapping, Sequence
 
 import numpy as np
 
@@ -37,6 +39,54 @@ class Hit:
     metadata: dict[str, Any]
     score: float  # cosine of query and chunk vectors; the neutral score from neutral search
     embedding: np.ndarray | None = None
+
+
+class _Mirror:
+    """An in-memory copy of a collection's vectors and language tags, for exact scans.
+
+    Rows (unit vectors) are appended on insert and swapped with the last row on delete;
+    language tags are small integer codes into `names`.
+    """
+
+    def __init__(self, dim: int) -> None:
+        self.vectors = np.empty((1024, dim), dtype=np.float32)
+        self.codes = np.empty(1024, dtype=np.int32)
+        self.ids: list[str] = []
+        self.rows: dict[str, int] = {}
+        self.names: list[str] = []
+        self._code: dict[str, int] = {}
+
+    def put(self, ids: Sequence[str], vectors: np.ndarray, languages: Sequence[str]) -> None:
+        norms = np.linalg.norm(vectors, axis=1, keepdims=True)
+        vectors = vectors / np.where(norms > 0, norms, 1.0)  # cosines, as Chroma's space
+        for cid, vec, lang in zip(ids, vectors, languages):
+            row = self.rows.get(cid)
+            if row is None:
+                row = len(self.ids)
+                if row == len(self.vectors):
+                    self.vectors = np.concatenate([self.vectors, np.empty_like(self.vectors)])
+                    self.codes = np.concatenate([self.codes, np.empty_like(self.codes)])
+                self.ids.append(cid)
+                self.rows[cid] = row
+            code = self._code.get(lang)
+            if code is None:
+                code = self._code[lang] = len(self.names)
+                self.names.append(lang)
+            self.vectors[row] = vec
+            self.codes[row] = code
+
+    def drop(self, ids: Sequence[str]) -> None:
+        for cid in ids:
+            row = self.rows.pop(cid, None)
+            if row is None:
+                continue
+            last = len(self.ids) - 1
+            if row != last:
+                moved = self.ids[last]
+                self.vectors[row], self.codes[row] = self.vectors[last], self.codes[last]
+                self.ids[row] = moved
+                self.rows[moved] = row
+            self.ids.pop()
 
 
 @dataclass(frozen=True)
@@ -140,6 +190,12 @@ class ChromaStore:
         # chunk id -> language tag, filled lazily by `languages`, kept in step by this
         # object's writes and dropped by `reload` (writes of other processes to a server)
         self._languages: dict[str, str] = {}
+        # every vector and language tag in memory, built by the first `scan` of a collection
+        # small enough for it; kept in step and dropped like `_languages`
+        self._mirror: _Mirror | None = None
+        self._mirror_lock = threading.Lock()
+        self._mirror_building = threading.Event()
+        self._writes = 0  # writes seen (an in-memory copy read across one is discarded)
         self.fingerprint = {FINGERPRINT_PREFIX + k: v for k, v in fingerprint.items()}
         try:
             self.collection = self.client.get_or_create_collection(
@@ -197,9 +253,18 @@ class ChromaStore:
         return self._lock is None
 
     def reload(self) -> None:
-        """Re-read the collection (its metadata may have been changed by another process)."""
+        """Re-read the collection (its metadata may have been changed by another process).
+
+        babelrank's writes change the collection metadata (the calibration), so the in-memory
+        caches are dropped only when it changed.
+        """
+        before = self.collection.metadata
         self.collection = self.client.get_collection(self.name, embedding_function=None)
-        self._languages.clear()
+        if self.collection.metadata != before:
+            self._languages.clear()
+            with self._mirror_lock:
+                self._mirror = None
+                self._writes += 1
 
     def get_meta(self, key: str) -> Any:
         """A JSON value kept in the collection metadata (None when absent)."""
@@ -217,8 +282,8 @@ class ChromaStore:
     def upsert(self, ids: Sequence[str], embeddings: np.ndarray, texts: Sequence[str], metadatas: Sequence[Mapping[str, Any]]) -> None:
         """Insert or replace chunks."""
         limit = self.client.get_max_batch_size()
-        for cid, meta in zip(ids, metadatas):
-            self._languages[cid] = str(meta.get("language", "und"))
+        languages = [str(meta.get("language", "und")) for meta in metadatas]
+        self._languages.update(zip(ids, languages))
         for i in range(0, len(ids), limit):
             self.collection.upsert(
                 ids=list(ids[i : i + limit]),
@@ -226,6 +291,10 @@ class ChromaStore:
                 documents=list(texts[i : i + limit]),
                 metadatas=[dict(m) for m in metadatas[i : i + limit]],
             )
+        with self._mirror_lock:
+            self._writes += 1
+            if self._mirror is not None:
+                self._mirror.put(ids, np.asarray(embeddings, dtype=np.float32), languages)
 
     def delete_ids(self, ids: Sequence[str]) -> None:
         """Delete chunks by id."""
@@ -233,6 +302,10 @@ class ChromaStore:
             self.collection.delete(ids=list(ids[i : i + _PAGE]))
         for cid in ids:
             self._languages.pop(cid, None)
+        with self._mirror_lock:
+            self._writes += 1
+            if self._mirror is not None:
+                self._mirror.drop(ids)
 
     # ---- reads --------------------------------------------------------------------------
     def count(self) -> int:
@@ -328,6 +401,64 @@ class ChromaStore:
             for cid, meta in zip(res["ids"], res["metadatas"]):
                 cache[cid] = str((meta or {}).get("language", "und"))
         return [cache.get(cid, "und") for cid in ids]
+
+    def scan(
+        self, vector: np.ndarray, k: int, score: Callable[[np.ndarray, np.ndarray, list[str]], np.ndarray], max_floats: int,
+        wait: bool = True,
+    ) -> tuple[list[str], np.ndarray] | None:
+        """Ids and scores of the k best chunks by an exact scan of every stored vector.
+
+        `score(cosines, codes, names)` turns the exact cosines of `vector` with all chunks into
+        scores (chunk i is in language `names[codes[i]]`; -inf leaves a chunk out). The scan
+        runs on an in-memory copy of the vectors, read from Chroma on first use (`wait`: now;
+        else on a background thread, answering None until it is ready) and kept in step with
+        this object's writes. None, and nothing is held, when the collection has more than
+        `max_floats` vector components: search Chroma instead.
+        """
+        dim = int(np.shape(vector)[-1])
+        with self._mirror_lock:
+            mirror = self._mirror
+            if mirror is not None and len(mirror.ids) * dim > max_floats:
+                self._mirror = mirror = None  # grew too big
+        if mirror is None:
+            if wait:
+                self._build_mirror(dim, max_floats)
+            elif not self._mirror_building.is_set():
+                self._mirror_building.set()
+                threading.Thread(target=self._build_mirror, args=(dim, max_floats), daemon=True).start()
+            with self._mirror_lock:
+                mirror = self._mirror
+            if mirror is None:
+                return None
+        with self._mirror_lock:
+            n = len(mirror.ids)
+            scores = score(mirror.vectors[:n] @ np.asarray(vector, dtype=np.float32), mirror.codes[:n], mirror.names)
+            top = np.argpartition(-scores, k - 1)[:k] if n > k else np.arange(n)
+            top = top[np.argsort(-scores[top], kind="stable")]
+            top = top[np.isfinite(scores[top])]
+            return [mirror.ids[i] for i in top], scores[top]
+
+    def _build_mirror(self, dim: int, max_floats: int) -> None:
+        """Read every vector into a new in-memory copy; kept only if no write came meanwhile."""
+        try:
+            with self._mirror_lock:
+                writes = self._writes
+            count = self.count()
+            if count == 0 or count * dim > max_floats:
+                return
+            started = time.perf_counter()
+            mirror = _Mirror(dim)
+            for ids, metas, vectors in self.iter_all(include_embeddings=True):
+                mirror.put(ids, vectors, [str(m.get("language", "und")) for m in metas])
+            with self._mirror_lock:
+                if self._writes == writes:
+                    self._mirror = mirror
+                    logger.info("neutral search: %d vectors of %r read into memory in %.1f s",
+                                len(mirror.ids), self.name, time.perf_counter() - started)
+        except Exception as exc:  # a closed or unreachable store: Chroma search still works
+            logger.warning("could not read the vectors of %r into memory: %s", self.name, exc)
+        finally:
+            self._mirror_building.clear()
 
     def hits(self, ids: Sequence[str], scores: Sequence[float], include_embeddings: bool = False) -> list[Hit]:
         """Whole hits for some chunk ids, in the given order, with the given scores."""
