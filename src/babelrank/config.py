@@ -60,8 +60,9 @@ class Settings:
         neutral: language-neutral scoring: "auto" (on when the collection holds more than
             one language), "on" or "off".
         neutral_scan_mb: neutral search scores every chunk exactly from an in-memory copy of
-            the collection's vectors when they fit in this many MB (float32; 64 MB = 43k
-            chunks of 384 dimensions), else it over-fetches from Chroma; 0 = always Chroma.
+            the collection's vectors when they fit in this many MB (float32; 32 MB = 21k
+            chunks of 384 dimensions, where a scan costs about what Chroma's over-fetch
+            costs on 2 cores), else it over-fetches from Chroma; 0 = always Chroma.
         dedup: translation-aware results: collapse results that are translations or near
             duplicates of each other into one, keeping the query-language version and listing
             the others in its `alternates` metadata (see `babelrank.dedup`). "auto" (on when
@@ -98,7 +99,7 @@ class Settings:
     expected_languages: tuple[str, ...] = field(default_factory=tuple)
     language_backend: str = "auto"
     neutral: NeutralMode = "auto"
-    neutral_scan_mb: int = 64
+    neutral_scan_mb: int = 32
     dedup: DedupMode = "auto"
     dedup_threshold: float | None = None
     min_score: float | None = None

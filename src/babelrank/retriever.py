@@ -62,7 +62,7 @@ class BabelRetriever(BaseRetriever):
     (when on) → cross-encoder rerank (when on) → top-n `NodeWithScore`.
 
     Scores: `retrieval_score` is the cosine similarity of query and chunk (in neutral mode,
-    of the language-corrected vectors); `rerank_score` is the sigmoid of the cross-encoder
+    that cosine mapped per chunk language, see `babelrank.neutral`); `rerank_score` is the sigmoid of the cross-encoder
     logit (raw logit in `rerank_logit`). A node's `score` is the rerank score when rerank
     ran, else the retrieval score; `min_score` applies to it.
 
