@@ -51,7 +51,7 @@ class Settings:
             the best one (at least `top_n` of them); None = no such cut.
         device: "auto" (CUDA when present, else CPU), "cpu", "cuda", "cuda:1", "mps".
         backend: inference backend of both models: "torch", "onnx" (ONNX Runtime fp32 with
-            fused attention) or "onnx-int8" (plus dynamic int8 weights; fastest on CPU). The
+            fused LayerNorm/GELU kernels) or "onnx-int8" (plus dynamic int8 weights; fastest on CPU). The
             ONNX backends run on CPU and export each model once into `cache_dir`.
         cache_dir: where exported ONNX models are cached; None = `~/.cache/babelrank/onnx`.
         expected_languages: ISO 639-1 codes the collection holds (empty = any language);
