@@ -59,3 +59,31 @@ def test_empty_text_and_bad_sizes(tokenizer) -> None:
         TokenChunker(tokenizer, 4)
     with pytest.raises(ValueError):
         TokenChunker(tokenizer, 16, 8)
+
+
+def test_split_many_equals_split_of_each_text(tokenizer) -> None:
+    chunker = TokenChunker(tokenizer, 24, 4)
+    texts = [TEXT, "", "Синій будинок біля річки.", "  \n ", TEXT[::-1]]
+    assert chunker.split_many(texts) == [chunker.split(t) for t in texts]
+    assert chunker.split_many([]) == []
+
+
+class _ContextTokenizer:
+    """Whitespace words; a text tokenized alone (no offsets asked) costs 4 extra tokens, as a
+    context-dependent tokenizer can make a chunk longer alone than inside its document."""
+
+    def __call__(self, texts, return_offsets_mapping: bool = False, **_: object) -> dict:
+        import re
+
+        spans = [[m.span() for m in re.finditer(r"\S+", t)] for t in texts]
+        if return_offsets_mapping:
+            return {"offset_mapping": spans}
+        return {"input_ids": [[0] * (len(s) + 4) for s in spans]}
+
+
+def test_chunks_longer_alone_are_cut_until_they_fit() -> None:
+    text = " ".join(f"w{i}" for i in range(40))
+    chunks = TokenChunker(_ContextTokenizer(), 10, 0).split(text)
+    assert all(c.n_tokens <= 10 and c.n_tokens == len(c.text.split()) + 4 for c in chunks)
+    assert " ".join(c.text for c in chunks) == text
+    assert [c.text for c in chunks] == [text[c.char_start : c.char_end] for c in chunks]

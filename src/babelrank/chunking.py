@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Sequence
 
 # sentence ends (Latin, Cyrillic, CJK punctuation) or blank lines
 _BOUNDARY = re.compile(r"(?<=[.!?…。！？;])\s+|\n\s*\n|\n(?=\s*[-*•#\d])")
@@ -38,9 +38,10 @@ class TokenChunker:
         self.max_tokens = max_tokens
         self.overlap = overlap
 
-    def _offsets(self, text: str) -> list[tuple[int, int]]:
-        enc = self.tokenizer(text, add_special_tokens=False, return_offsets_mapping=True, truncation=False, verbose=False)
-        return [(s, e) for s, e in enc["offset_mapping"] if e > s]
+    def _offsets(self, texts: list[str]) -> list[list[tuple[int, int]]]:
+        """Character spans of the tokens of each text (one batched tokenizer call)."""
+        enc = self.tokenizer(texts, add_special_tokens=False, return_offsets_mapping=True, truncation=False, verbose=False)
+        return [[(s, e) for s, e in mapping if e > s] for mapping in enc["offset_mapping"]]
 
     def count(self, texts: list[str]) -> list[int]:
         """Token counts without special tokens."""
@@ -50,11 +51,23 @@ class TokenChunker:
 
     def split(self, text: str) -> list[Chunk]:
         """Split `text` into chunks; whitespace-only text gives no chunk."""
-        offsets = self._offsets(text)
-        if not offsets:
+        return self.split_many([text])[0]
+
+    def split_many(self, texts: Sequence[str]) -> list[list[Chunk]]:
+        """`split` of each text, with one batched tokenizer call for all of them (and one to re-count)."""
+        texts = list(texts)
+        if not texts:
             return []
-        spans = self._pack(self._sentences(text, offsets), offsets)
-        return self._enforce([(s, e) for s, e in spans], text)
+        spans = [
+            self._pack(self._sentences(text, offsets), offsets) if offsets else []
+            for text, offsets in zip(texts, self._offsets(texts))
+        ]
+        flat = [(d, s, e) for d, doc_spans in enumerate(spans) for s, e in (_strip(texts[d], a, b) for a, b in doc_spans) if e > s]
+        counts = self.count([texts[d][s:e] for d, s, e in flat])
+        out: list[list[Chunk]] = [[] for _ in texts]
+        for (d, s, e), n in zip(flat, counts):
+            out[d].extend([Chunk(texts[d][s:e], s, e, n)] if n <= self.max_tokens else self._halve(texts[d], s, e))
+        return out
 
     def _sentences(self, text: str, offsets: list[tuple[int, int]]) -> list[tuple[int, int]]:
         """Token-index ranges [i, j) of sentence-like segments."""
@@ -94,19 +107,17 @@ class TokenChunker:
             windows.append((cur[0][0], cur[-1][1]))
         return [(offsets[i][0], offsets[j - 1][1]) for i, j in windows]
 
-    def _enforce(self, spans: list[tuple[int, int]], text: str) -> list[Chunk]:
-        """Re-count chunks alone; split any that grew past the limit (context-dependent tokenizers)."""
+    def _halve(self, text: str, start: int, end: int) -> list[Chunk]:
+        """Cut a span that grew past the limit when tokenized alone (context-dependent tokenizers) in two, recursively."""
+        offsets = [(start + a, start + b) for a, b in self._offsets([text[start:end]])[0]]
+        half = len(offsets) // 2
         out: list[Chunk] = []
-        spans = [_strip(text, s, e) for s, e in spans]
-        spans = [(s, e) for s, e in spans if e > s]
-        counts = self.count([text[s:e] for s, e in spans])
-        for (s, e), n in zip(spans, counts):
-            if n <= self.max_tokens:
-                out.append(Chunk(text[s:e], s, e, n))
+        for s, e in ((start, offsets[half - 1][1]), (offsets[half][0], end)):
+            s, e = _strip(text, s, e)
+            if e <= s:
                 continue
-            offsets = [(s + a, s + b) for a, b in self._offsets(text[s:e])]
-            half = len(offsets) // 2
-            out.extend(self._enforce([(s, offsets[half - 1][1]), (offsets[half][0], e)], text))
+            n = self.count([text[s:e]])[0]
+            out.extend([Chunk(text[s:e], s, e, n)] if n <= self.max_tokens else self._halve(text, s, e))
         return out
 
 

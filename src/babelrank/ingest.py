@@ -25,6 +25,9 @@ from babelrank.store import RESERVED, ChromaStore
 
 logger = logging.getLogger(__name__)
 
+_CHUNK_CHARS = 200_000
+"""Characters of documents chunked per batched tokenizer call (a few hundred chunks)."""
+
 
 class WriteListener(Protocol):
     """Told about every vector written to or removed from the collection (e.g. calibration)."""
@@ -206,8 +209,7 @@ class Ingestor:
     def _groups(self, todo: list[tuple[SourceDocument, str]], state: dict[str, Any]) -> Iterator[list[_Prepared]]:
         group: list[_Prepared] = []
         size = 0
-        for doc, sha in todo:
-            prepared = self._prepare(doc, sha, is_new=doc.doc_id not in state)
+        for prepared in self._prepare(todo, state):
             group.append(prepared)
             size += len(prepared.ids)
             if size >= self.group_chunks:
@@ -216,10 +218,20 @@ class Ingestor:
         if group:
             yield group
 
-    def _prepare(self, doc: SourceDocument, sha: str, is_new: bool) -> _Prepared:
-        chunks = self.chunker.split(doc.text)
-        hashes = [hashlib.sha256(c.text.encode("utf-8")).hexdigest() for c in chunks]
-        return _Prepared(doc, sha, chunks, hashes, [chunk_id(doc.doc_id, i, h) for i, h in enumerate(hashes)], is_new)
+    def _prepare(self, todo: list[tuple[SourceDocument, str]], state: dict[str, Any]) -> Iterator[_Prepared]:
+        """Chunk and hash documents, a batch of them per tokenizer call (about `_CHUNK_CHARS` characters)."""
+        start = 0
+        while start < len(todo):
+            end, chars = start, 0
+            while end < len(todo) and (end == start or chars + len(todo[end][0].text) <= _CHUNK_CHARS):
+                chars += len(todo[end][0].text)
+                end += 1
+            batch = todo[start:end]
+            for (doc, sha), chunks in zip(batch, self.chunker.split_many([doc.text for doc, _ in batch])):
+                hashes = [hashlib.sha256(c.text.encode("utf-8")).hexdigest() for c in chunks]
+                ids = [chunk_id(doc.doc_id, i, h) for i, h in enumerate(hashes)]
+                yield _Prepared(doc, sha, chunks, hashes, ids, doc.doc_id not in state)
+            start = end
 
     def _embed_group(self, group: list[_Prepared], state: dict[str, Any], writer: _Writer, report: IngestReport, bar: Any) -> None:
         """Embed a group's new chunks slice by slice, handing each slice to the writer."""
