@@ -220,6 +220,19 @@ def test_backend_from_settings_and_env(make_index, cache: Path, monkeypatch: pyt
     assert not isinstance(make_index(backend="torch", collection="other2").encoder.model, backends.OnnxSentenceEncoder)
 
 
+def _spinning(model) -> str:
+    return model.session.get_session_options().get_session_config_entry("session.intra_op.allow_spinning")
+
+
+def test_onnx_spinning_setting_reaches_both_sessions(make_index, cache: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    index = make_index(backend="onnx-int8", cache_dir=cache)
+    assert _spinning(index.encoder.model) == "1" and _spinning(index.reranker()._encoder.model) == "1"
+    monkeypatch.setenv("BABELRANK_ONNX_SPINNING", "false")
+    assert Settings.from_env().onnx_spinning is False
+    quiet = make_index(backend="onnx-int8", cache_dir=cache, collection="other3", onnx_spinning=False)
+    assert _spinning(quiet.encoder.model) == "0" and _spinning(quiet.reranker()._encoder.model) == "0"
+
+
 def test_unknown_backend_is_a_clear_error(tiny_models: dict[str, Path], monkeypatch: pytest.MonkeyPatch) -> None:
     with pytest.raises(ConfigError, match="backend must be one of torch, onnx, onnx-int8"):
         Settings(backend="tensorrt")

@@ -26,7 +26,7 @@ The adapters (`OnnxSentenceEncoder`, `OnnxCrossEncoder`) have the small part of 
 `tokenizer`, `max_seq_length`, `prompts`, `get_embedding_dimension`); both share one
 batching: texts sorted by token length, batches of at most `batch_size` texts and
 `BATCH_TOKENS` padded tokens, each padded only to its longest text. Sessions use one intra-op
-thread per available core, and idle threads sleep rather than spin.
+thread per available core; idle threads spin unless `Settings.onnx_spinning` is false.
 """
 
 from __future__ import annotations
@@ -129,12 +129,13 @@ def cache_folder(location: str, backend: str, kind: str, cache_dir: Path | str |
     return root / f"{base}-{kind}-{backend}-{model_hash(location)}"
 
 
-def make_session(path: Path, threads: int | None = None) -> Any:
+def make_session(path: Path, threads: int | None = None, spinning: bool = True) -> Any:
     """An ONNX Runtime CPU session: all graph optimizations, intra-op threads = cores.
 
-    Idle worker threads sleep instead of spinning: on a CPU shared with other work (a server,
-    ingest's writer thread, other processes) spinning threads take cycles from it; measured on
-    2 loaded cores, encoding took 16 % less wall time without spinning.
+    `spinning`: idle worker threads spin (ONNX Runtime's default) rather than sleep. Spinning
+    saves the wake-up between the many small parallel sections of a transformer (measured on
+    2 quiet cores: rerank 8-16 %, encoding 13 % less time) but takes cycles from other busy
+    processes on the same cores (beside one CPU-bound process: rerank +44 % time).
     """
     import onnxruntime as ort
 
@@ -143,7 +144,7 @@ def make_session(path: Path, threads: int | None = None) -> Any:
     options.intra_op_num_threads = threads or cpu_threads()
     options.inter_op_num_threads = 1
     options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    options.add_session_config_entry("session.intra_op.allow_spinning", "1" if spinning else "0")
     return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
 
 
@@ -401,14 +402,14 @@ class _OnnxModel:
     longest text of the batch; results are put back in input order.
     """
 
-    def __init__(self, folder: Path, threads: int | None = None) -> None:
+    def __init__(self, folder: Path, threads: int | None = None, spinning: bool = True) -> None:
         from transformers import AutoTokenizer
 
         self.folder = Path(folder)
         self.meta = json.loads((self.folder / META_FILE).read_text())
         self.backend = self.meta["backend"]
         self.tokenizer = AutoTokenizer.from_pretrained(str(self.folder))
-        self.session = make_session(self.folder / MODEL_FILE, threads)
+        self.session = make_session(self.folder / MODEL_FILE, threads, spinning)
         self.max_seq_length = int(self.meta["max_seq_length"])
         self.last_over_limit = 0
         self._inputs = list(self.meta["inputs"])
@@ -458,8 +459,8 @@ class _OnnxModel:
 class OnnxSentenceEncoder(_OnnxModel):
     """A `SentenceTransformer` look-alike running an exported model with ONNX Runtime."""
 
-    def __init__(self, folder: Path, threads: int | None = None) -> None:
-        super().__init__(folder, threads)
+    def __init__(self, folder: Path, threads: int | None = None, spinning: bool = True) -> None:
+        super().__init__(folder, threads, spinning)
         self.prompts = dict(self.meta.get("prompts") or {})
         self.default_prompt_name = self.meta.get("default_prompt_name")
         arrays = np.load(self.folder / "pipeline.npz") if (self.folder / "pipeline.npz").exists() else {}
@@ -608,7 +609,7 @@ class OnnxCrossEncoder(_OnnxModel):
 
 def onnx_model(
     kind: str, location: str, backend: str, load_torch: Callable[[], Any], cache_dir: Path | str | None = None,
-    threads: int | None = None,
+    threads: int | None = None, spinning: bool = True,
 ) -> OnnxSentenceEncoder | OnnxCrossEncoder:
     """The ONNX adapter of a bi-encoder (`kind="bi"`) or cross-encoder (`"cross"`).
 
@@ -625,4 +626,4 @@ def onnx_model(
         _atomic_write(folder, lambda tmp: export(model, tmp, backend))
         logger.warning("ONNX export of %s (%s) finished in %.1f s", location, backend, time.perf_counter() - started)
         del model
-    return OnnxSentenceEncoder(folder, threads) if kind == "bi" else OnnxCrossEncoder(folder, threads)
+    return (OnnxSentenceEncoder if kind == "bi" else OnnxCrossEncoder)(folder, threads, spinning)

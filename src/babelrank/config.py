@@ -54,6 +54,11 @@ class Settings:
             fused LayerNorm/GELU kernels) or "onnx-int8" (plus dynamic int8 weights; fastest on CPU). The
             ONNX backends run on CPU and export each model once into `cache_dir`.
         cache_dir: where exported ONNX models are cached; None = `~/.cache/babelrank/onnx`.
+        onnx_spinning: ONNX Runtime's worker threads spin while they wait for work (its own
+            default; torch's threads do the same). Faster on cores babelrank has to itself
+            (measured on 2 cores: rerank -8 to -16 %, encoding -13 % time), slower on cores
+            shared with other busy processes (+44 % rerank time beside one CPU-bound
+            process): set it false there.
         expected_languages: ISO 639-1 codes the collection holds (empty = any language);
             language detection only answers one of these (or "und").
         language_backend: language detector backend (see `babelrank.language.make_detector`).
@@ -96,6 +101,7 @@ class Settings:
     device: str = "auto"
     backend: str = "torch"
     cache_dir: Path | None = None
+    onnx_spinning: bool = True
     expected_languages: tuple[str, ...] = field(default_factory=tuple)
     language_backend: str = "auto"
     neutral: NeutralMode = "auto"

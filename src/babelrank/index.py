@@ -51,7 +51,8 @@ class BabelIndex:
         self.settings = settings.replace(**overrides) if settings is not None else Settings.from_env(**overrides)
         s = self.settings
         self.encoder = encoder or load_bi_encoder(
-            s.embed_model, model_dir=s.model_dir, device=s.device, backend=s.backend, cache_dir=s.cache_dir
+            s.embed_model, model_dir=s.model_dir, device=s.device, backend=s.backend, cache_dir=s.cache_dir,
+            onnx_spinning=s.onnx_spinning,
         )
         self.store = ChromaStore(
             s.collection, self.encoder.fingerprint(), path=s.store_path, host=s.chroma_host, port=s.chroma_port
@@ -176,7 +177,7 @@ class BabelIndex:
                         candidates=self.settings.rerank_candidates, margin=self.settings.rerank_margin,
                         model_dir=str(self.settings.model_dir) if self.settings.model_dir else None,
                         device=self.settings.device, backend=self.settings.backend,
-                        cache_dir=self.settings.cache_dir,
+                        cache_dir=self.settings.cache_dir, onnx_spinning=self.settings.onnx_spinning,
                     )
                 except ModelNotFoundError as exc:
                     if name != "auto":

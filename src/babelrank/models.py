@@ -278,12 +278,12 @@ class BiEncoder:
 
 def load_bi_encoder(
     name: str, *, model_dir: Path | None = None, device: str = "auto", backend: str = "torch",
-    cache_dir: Path | None = None,
+    cache_dir: Path | None = None, onnx_spinning: bool = True,
 ) -> BiEncoder:
     """Load a bi-encoder by preset name, hub id or folder (raises `ModelNotFoundError`).
 
     `backend`: "torch", or "onnx" / "onnx-int8" (ONNX Runtime on CPU, exported once into
-    `cache_dir`; see `babelrank.backends`).
+    `cache_dir`; see `babelrank.backends`); `onnx_spinning` as in `Settings`.
     """
     from sentence_transformers import SentenceTransformer
 
@@ -308,7 +308,7 @@ def load_bi_encoder(
     model: Any = None
     if backend != "torch":
         try:
-            model = onnx_model("bi", location, backend, load_torch, cache_dir)
+            model = onnx_model("bi", location, backend, load_torch, cache_dir, spinning=onnx_spinning)
         except UnsupportedModel as exc:
             logger.warning("backend %s cannot run %s (%s); using torch", backend, name, exc)
     if model is None:
@@ -368,11 +368,12 @@ class CrossEncoderModel:
 
 def load_cross_encoder(
     name: str, *, model_dir: Path | None = None, device: str = "auto", max_length: int | None = None,
-    backend: str = "torch", cache_dir: Path | None = None,
+    backend: str = "torch", cache_dir: Path | None = None, onnx_spinning: bool = True,
 ) -> CrossEncoderModel:
     """Load a cross-encoder by preset name, hub id or folder (raises `ModelNotFoundError`).
 
-    `backend`: "torch", or "onnx" / "onnx-int8" (ONNX Runtime on CPU; see `babelrank.backends`).
+    `backend`: "torch", or "onnx" / "onnx-int8" (ONNX Runtime on CPU; see `babelrank.backends`);
+    `onnx_spinning` as in `Settings`.
     """
     from sentence_transformers import CrossEncoder
 
@@ -384,7 +385,10 @@ def load_cross_encoder(
         model, location, _ = _load(CrossEncoder, name, model_dir, "rerank model", device=dev)
     else:
         location, _ = resolve_model(name, model_dir)
-        model = onnx_model("cross", location, backend, lambda: _load(CrossEncoder, name, model_dir, "rerank model", device=dev)[0], cache_dir)
+        model = onnx_model(
+            "cross", location, backend, lambda: _load(CrossEncoder, name, model_dir, "rerank model", device=dev)[0],
+            cache_dir, spinning=onnx_spinning,
+        )
     if max_length:
         model.max_seq_length = max_length
     logger.info("loaded rerank model %s from %s on %s (backend %s)", name, location, dev, backend)

@@ -61,6 +61,7 @@ class CrossEncoderReranker(BaseNodePostprocessor):
         device: str = "auto",
         backend: str = "torch",
         cache_dir: str | Path | None = None,
+        onnx_spinning: bool = True,
         cross_encoder: CrossEncoderModel | None = None,
         **kwargs: Any,
     ) -> None:
@@ -68,7 +69,7 @@ class CrossEncoderReranker(BaseNodePostprocessor):
                          candidates=candidates, margin=margin, **kwargs)
         self._encoder = cross_encoder or load_cross_encoder(
             model, model_dir=model_dir, device=device, max_length=max_length, backend=backend,
-            cache_dir=Path(cache_dir) if cache_dir else None,
+            cache_dir=Path(cache_dir) if cache_dir else None, onnx_spinning=onnx_spinning,
         )
 
     @classmethod

@@ -28,7 +28,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -204,10 +204,6 @@ def _doc_ids(nodes: Sequence[Any]) -> list[str]:
     return list(dict.fromkeys(ids))
 
 
-def _has_setting(name: str) -> bool:
-    return name in {f.name for f in fields(Settings)}
-
-
 def _stored_languages(index: "BabelIndex") -> dict[str, str]:
     """Detected language of each stored document (of its first chunk)."""
     out: dict[str, tuple[int, str]] = {}
@@ -297,7 +293,7 @@ def evaluate(
     changes: dict[str, Any] = {"collection": COLLECTION, "progress": show}
     if neutral is not None:
         changes["neutral"] = "on" if neutral else "off"
-    if dedup is not None and _has_setting("dedup"):
+    if dedup is not None:
         changes["dedup"] = "on" if dedup else "off"
     if not rerank:
         changes["rerank_model"] = "none"
@@ -332,11 +328,8 @@ def evaluate(
 
 def model_options(settings: Settings) -> dict[str, Any]:
     """Keyword arguments of `load_bi_encoder` / `CrossEncoderReranker` from settings."""
-    options: dict[str, Any] = {"model_dir": settings.model_dir, "device": settings.device}
-    for name in ("backend", "cache_dir"):
-        if _has_setting(name):
-            options[name] = getattr(settings, name)
-    return options
+    return {"model_dir": settings.model_dir, "device": settings.device, "backend": settings.backend,
+            "cache_dir": settings.cache_dir, "onnx_spinning": settings.onnx_spinning}
 
 
 def _run(
@@ -377,15 +370,12 @@ def _run(
     if rerank:
         if index.reranker() is None:
             raise ConfigError(f"rerank model {index.settings.rerank_model!r} could not be loaded")
-    scorer_fn: Callable[[], Any] | None = getattr(index, "neutral_scorer", None)
-    neutral_active = bool(neutral is not False and scorer_fn is not None and scorer_fn() is not None)
+    neutral_active = neutral is not False and index.neutral_scorer() is not None
 
     n_chunks = max(1, ingest["chunks"])
     max_excluded = max((len(v) for v in corpus.exclude.values()), default=0)
     depth = min(top_k or (max(2 * k, index.settings.top_k) + max_excluded), n_chunks)
-    search_kwargs: dict[str, Any] = {"rerank": rerank, "neutral": neutral}
-    if _has_setting("dedup"):
-        search_kwargs["dedup"] = dedup
+    search_kwargs: dict[str, Any] = {"rerank": rerank, "neutral": neutral, "dedup": dedup}
 
     def search(q: EvalQuery) -> tuple[list[str], Any]:
         fetch = depth
