@@ -265,13 +265,14 @@ def worker_babelrank(cfg: dict[str, Any]) -> dict[str, Any]:
     cross = reranker._encoder
     index.search(queries[0])
     stages: dict[str, list[float]] = {"embed": [], "search": [], "rerank": [], "total": []}
-    raw_embed, raw_predict, rerank_texts = [], [], []
+    raw_embed, raw_predict, rerank_texts, pairs = [], [], [], []
     for q in queries[: cfg["rerank_queries"]]:
         t = time.perf_counter()
         r = index.search(q)
         stages["total"].append(time.perf_counter() - t)
         for k in ("embed", "search", "rerank"):
             stages[k].append(r.timings[k])
+        pairs.append(len(index.search(q, rerank=False, top_n=50).nodes))  # what rerank got: k=50 after dedup
         hits = index.search_vectors(encoder.encode_queries([q])[0], r.query_language, 50, None, index.neutral_scorer())
         texts = [h.text for h in hits]
         rerank_texts.append((q, texts))
@@ -282,6 +283,7 @@ def worker_babelrank(cfg: dict[str, Any]) -> dict[str, Any]:
         cross.model.predict([(q, x) for x in texts], batch_size=index.settings.rerank_batch_size)
         raw_predict.append(time.perf_counter() - t)
     out["query"] = {k: ms(v) for k, v in stages.items()}
+    out["pairs_reranked"] = round(float(np.mean(pairs)), 1)
     out["raw"] = {"embed": ms(raw_embed), "predict_50": ms(raw_predict)}
     pair_tokens = [len(x) for q, texts in rerank_texts for x in cross.model.tokenizer([q] * len(texts), texts)["input_ids"]]
     out["pair_tokens"] = {"mean": round(float(np.mean(pair_tokens)), 1), "max": int(max(pair_tokens))}
@@ -350,6 +352,7 @@ def worker_llamaindex(cfg: dict[str, Any]) -> dict[str, Any]:
         for k, v in zip(("embed", "search", "rerank", "total"), (t1 - t0, t2 - t1, t3 - t2, t3 - t0)):
             stages[k].append(v)
     out["query"] = {k: ms(v) for k, v in stages.items()}
+    out["pairs_reranked"] = float(len(nodes))
     out["peak_rss_mb"] = round(peak_rss_mb())
     return out
 
@@ -443,9 +446,12 @@ def render(res: dict[str, Any]) -> str:
         rows = []
         for r in ing:
             q = r["query"]
-            rows.append([r["system"], r["backend"], fmt_ms(q["embed"]), fmt_ms(q["search"]), fmt_ms(q["rerank"]), fmt_ms(q["total"]),
-                         fmt_ms(r.get("raw", {}).get("embed")), fmt_ms(r.get("raw", {}).get("predict_50")), r["peak_rss_mb"]])
-        parts += [table(rows, ["system", "backend", "embed", "search", "rerank", "total", "raw encode(q)", "raw predict(50)", "peak RSS MB"]), ""]
+            rows.append([r["system"], r["backend"], fmt_ms(q["embed"]), fmt_ms(q["search"]), r.get("pairs_reranked", "–"), fmt_ms(q["rerank"]),
+                         fmt_ms(q["total"]), fmt_ms(r.get("raw", {}).get("embed")), fmt_ms(r.get("raw", {}).get("predict_50")), r["peak_rss_mb"]])
+        parts += [table(rows, ["system", "backend", "embed", "search", "pairs reranked", "rerank", "total", "raw encode(q)",
+                               "raw predict(50)", "peak RSS MB"]), "",
+                  "(pairs reranked: the mean number of candidates the cross-encoder scored; babelrank collapses "
+                  "translations of the same passage before rerank, see dedup)", ""]
         br = [r for r in ing if r["system"] == "babelrank"]
         if br:
             counts = sorted({k for r in br for k in r["rerank_by_candidates"]}, key=int, reverse=True)
