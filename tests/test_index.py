@@ -155,3 +155,12 @@ def test_rerank_candidate_settings_reach_the_reranker(make_index, tiny_models) -
     index = make_index(rerank_model=str(tiny_models["cross"]), rerank_candidates=7, rerank_margin=0.2)
     reranker = index.reranker()
     assert reranker is not None and (reranker.candidates, reranker.margin) == (7, 0.2)
+
+
+def test_warm_up_loads_the_reranker_and_the_language_models(make_index, monkeypatch) -> None:
+    index = make_index()
+    calls: list[int] = []
+    monkeypatch.setattr(index.detector, "warm_up", lambda: calls.append(1))
+    assert not index._reranker_loaded
+    index.warm_up()
+    assert index._reranker_loaded and index.reranker() is not None and calls == [1]

@@ -316,3 +316,36 @@ def test_faster_than_plain_langdetect(expected: list[str] | None, sentences: dic
     for what, batch in (("sentences", texts), ("chunks", long)):
         t_plain, t_auto = _cpu_seconds(plain, batch), _cpu_seconds(auto, batch)
         assert t_auto * 5 <= t_plain, f"{what}: auto {t_auto:.3f}s vs langdetect {t_plain:.3f}s"
+
+
+class _RecordingBuilder:
+    """Stands in for lingua's LanguageDetectorBuilder and records what was built."""
+
+    def __init__(self, built: list) -> None:
+        self.built, self.languages, self.preloaded = built, (), False
+
+    def from_languages(self, *languages):
+        self.languages = languages
+        return self
+
+    def with_preloaded_language_models(self):
+        self.preloaded = True
+        return self
+
+    def build(self) -> None:
+        self.built.append((frozenset(lang.iso_code_639_1.name.lower() for lang in self.languages), self.preloaded))
+
+
+@needs_lingua
+def test_warm_up_preloads_lingua_for_the_languages_it_may_be_asked(monkeypatch: pytest.MonkeyPatch) -> None:
+    built: list = []
+    model = language._LinguaModel.get()
+    monkeypatch.setattr(model, "_builder", _RecordingBuilder(built))
+    make_detector("auto", ["uk", "ru", "en"]).warm_up()
+    assert built == [(frozenset({"uk", "ru", "en"}), True)]
+    make_detector("lingua").warm_up()  # no declared languages: every language lingua knows
+    assert built[-1][1] and len(built[-1][0]) == len(model.languages)
+    built.clear()
+    make_detector("fast").warm_up()  # no lingua: nothing to load
+    make_detector("langdetect").warm_up()
+    assert built == []

@@ -160,6 +160,13 @@ class BabelIndex:
         return out
 
     # ---- query --------------------------------------------------------------------------
+    def warm_up(self) -> None:
+        """Load now what the first queries would load lazily: the reranker and the language
+        detector's models (lingua's take ~5 s and ~1 GB for all languages, or only the
+        `expected_languages`; lazily, one short query can spend seconds loading most of them)."""
+        self.reranker()
+        self.detector.warm_up()
+
     def reranker(self) -> CrossEncoderReranker | None:
         """The configured reranker, loaded on first use (None when rerank is off)."""
         with self._reranker_lock:

@@ -32,6 +32,7 @@ from __future__ import annotations
 import logging
 import re
 import threading
+import time
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -69,6 +70,8 @@ class LanguageDetector(Protocol):
     def detect(self, text: str) -> Detection: ...
 
     def detect_many(self, texts: Sequence[str]) -> list[Detection]: ...
+
+    def warm_up(self) -> None: ...
 
 
 # --------------------------------------------------------------------------- codes
@@ -388,6 +391,9 @@ class _LangdetectProfiles:
         pos = np.minimum(np.searchsorted(self._keys, keys), len(self._keys) - 1)
         return self._key_rows[pos[self._keys[pos] == keys]]
 
+    def preload(self, codes: frozenset[str] | None = None) -> None:
+        """Nothing to do: the profiles are loaded with the instance."""
+
     def score(self, text: str, allowed: frozenset[str], max_chars: int) -> list[tuple[str, float]]:
         """Posterior over ``allowed`` languages, best first; empty when no known n-gram."""
         np = self._np
@@ -478,6 +484,18 @@ class _LinguaModel:
                 self._detectors[langs] = det
             return det
 
+    def preload(self, codes: frozenset[str] | None = None) -> None:
+        """Load the models of these languages (every language lingua knows when None) now.
+
+        All of them take about 5 s and 1 GB; a short query left open among many languages
+        would otherwise load most of them lazily, taking seconds.
+        """
+        langs = sorted(self.languages if codes is None else codes & self.languages)
+        if len(langs) >= 2:
+            started = time.perf_counter()
+            self._builder.from_languages(*(self._by_code[c] for c in langs)).with_preloaded_language_models().build()
+            logger.info("lingua models of %d languages loaded in %.1f s", len(langs), time.perf_counter() - started)
+
     def _values(self, det: Any, text: str) -> dict[str, float]:
         out: dict[str, float] = {}
         for value in det.compute_language_confidence_values(text):
@@ -524,6 +542,10 @@ class _Cascade:
         self.expected = expected or frozenset()
         self.languages = first.languages | second.languages
 
+    def preload(self, codes: frozenset[str] | None = None) -> None:
+        """Preload lingua's models (the profiles are loaded already)."""
+        self.second.preload(codes)
+
     def score(self, text: str, allowed: frozenset[str], max_chars: int) -> list[tuple[str, float]]:
         """Posterior over ``allowed`` languages, best first."""
         known = allowed & self.first.languages
@@ -557,6 +579,9 @@ class _BaseDetector:
     def detect_many(self, texts: Sequence[str]) -> list[Detection]:
         """Detect each text in order."""
         return [self.detect(t) for t in texts]
+
+    def warm_up(self) -> None:
+        """Load what the first detections would load lazily (nothing, unless lingua is used)."""
 
 
 class _PlainLangdetect(_BaseDetector):
@@ -594,6 +619,10 @@ class _CueDetector(_BaseDetector):
         } | frozenset(_CYRILLIC_ALPHABETS)
         if expected is not None and not expected & self.known:
             raise ValueError(f"no supported language among {sorted(expected)}")
+
+    def warm_up(self) -> None:
+        """Preload the model's lazily loaded parts for every language it may be asked about."""
+        self.model.preload(self.expected)
 
     def _restrict(self, candidates: set[str]) -> set[str]:
         """Intersect with the expected languages unless that rules out everything."""

@@ -10,7 +10,7 @@ Endpoints (see ``/docs`` for the OpenAPI schema):
 
 Design:
 
-* Models load once, at start-up (lifespan), before the first request is accepted.
+* Models (bi-encoder, reranker, lingua's language models) load once, at start-up (lifespan), before the first request is accepted.
 * All model and store work runs on one dedicated worker thread, so the event loop is never
   blocked. One thread, because the tokenizers and lazily-initialised parts of the core are not
   safe to share between threads; requests queue in FIFO order behind it. Writes (ingest,
@@ -459,8 +459,8 @@ class Service:
                 from babelrank.index import BabelIndex
 
                 self.index = await self.run(BabelIndex, self.settings)
-            # load the reranker now (once), not on the first query
-            await self.run(self.index.reranker)
+            # load the reranker and language-ID models now (once), not on the first queries
+            await self.run(self.index.warm_up)
         except BaseException as exc:
             if isinstance(exc, StoreLockedError):
                 logger.error("cannot start: %s", exc)
