@@ -56,17 +56,15 @@ class TokenChunker:
     def split_many(self, texts: Sequence[str]) -> list[list[Chunk]]:
         """`split` of each text, with one batched tokenizer call for all of them (and one to re-count)."""
         texts = list(texts)
-        if not texts:
-            return []
-        spans = [
-            self._pack(self._sentences(text, offsets), offsets) if offsets else []
-            for text, offsets in zip(texts, self._offsets(texts))
-        ]
-        flat = [(d, s, e) for d, doc_spans in enumerate(spans) for s, e in (_strip(texts[d], a, b) for a, b in doc_spans) if e > s]
-        counts = self.count([texts[d][s:e] for d, s, e in flat])
+        owners: list[int] = []
+        pieces: list[tuple[str, int, int]] = []
+        for d, (text, offsets) in enumerate(zip(texts, self._offsets(texts) if texts else [])):
+            for start, end in self._pack(self._sentences(text, offsets), offsets) if offsets else []:
+                owners.append(d)
+                pieces.append((text, start, end))
         out: list[list[Chunk]] = [[] for _ in texts]
-        for (d, s, e), n in zip(flat, counts):
-            out[d].extend([Chunk(texts[d][s:e], s, e, n)] if n <= self.max_tokens else self._halve(texts[d], s, e))
+        for d, chunks in zip(owners, self._fit(pieces)):
+            out[d].extend(chunks)
         return out
 
     def _sentences(self, text: str, offsets: list[tuple[int, int]]) -> list[tuple[int, int]]:
@@ -107,17 +105,23 @@ class TokenChunker:
             windows.append((cur[0][0], cur[-1][1]))
         return [(offsets[i][0], offsets[j - 1][1]) for i, j in windows]
 
-    def _halve(self, text: str, start: int, end: int) -> list[Chunk]:
-        """Cut a span that grew past the limit when tokenized alone (context-dependent tokenizers) in two, recursively."""
-        offsets = [(start + a, start + b) for a, b in self._offsets([text[start:end]])[0]]
-        half = len(offsets) // 2
-        out: list[Chunk] = []
-        for s, e in ((start, offsets[half - 1][1]), (offsets[half][0], end)):
-            s, e = _strip(text, s, e)
+    def _fit(self, pieces: list[tuple[str, int, int]]) -> list[list[Chunk]]:
+        """The chunks of each (text, start, end) span: stripped, re-counted alone (one call), and
+        cut in two, recursively, where it grew past the limit (context-dependent tokenizers)."""
+        spans = [(text, *_strip(text, start, end)) for text, start, end in pieces]
+        counts = iter(self.count([text[s:e] for text, s, e in spans if e > s]))
+        out: list[list[Chunk]] = []
+        for text, s, e in spans:
             if e <= s:
+                out.append([])
                 continue
-            n = self.count([text[s:e]])[0]
-            out.extend([Chunk(text[s:e], s, e, n)] if n <= self.max_tokens else self._halve(text, s, e))
+            n = next(counts)
+            if n <= self.max_tokens:
+                out.append([Chunk(text[s:e], s, e, n)])
+                continue
+            offsets = [(s + a, s + b) for a, b in self._offsets([text[s:e]])[0]]
+            half = len(offsets) // 2
+            out.append([c for part in self._fit([(text, s, offsets[half - 1][1]), (text, offsets[half][0], e)]) for c in part])
         return out
 
 
