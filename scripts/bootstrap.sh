@@ -10,3 +10,6 @@ python -m pip install --quiet --upgrade pip
 python -c "import torch, sys; sys.exit(0 if torch.__version__.startswith('2.13.0') else 1)" 2>/dev/null \
   || python -m pip install --quiet "torch==2.13.0"
 python -m pip install --quiet -e ".${extras:+[$extras]}"
+# the editable install's metadata lives in .venv; setuptools' build by-product in src/ (a copy of
+# README.md among it) is not source
+rm -rf src/*.egg-info
