@@ -45,6 +45,28 @@ def test_load_tatoeba(tatoeba_dir: Path):
     assert available_tatoeba_languages(tatoeba_dir) == ["ukr"]  # rus lacks its .rus file
 
 
+@pytest.mark.parametrize("lang3,lang", [("bel", "be"), ("bul", "bg"), ("ces", "cs"), ("ita", "it"),
+                                         ("kaz", "kk"), ("pol", "pl"), ("spa", "es"), ("tur", "tr")])
+def test_tatoeba_languages_get_the_package_wide_iso_639_1_code(
+    tmp_path: Path, lang3: str, lang: str, caplog: pytest.LogCaptureFixture
+):
+    (tmp_path / f"tatoeba.{lang3}-eng.{lang3}").write_text("Один.\nДва.\n", encoding="utf-8")
+    (tmp_path / f"tatoeba.{lang3}-eng.eng").write_text("One.\nTwo.\n", encoding="utf-8")
+    with caplog.at_level("WARNING"):
+        corpus = tatoeba_mixed_pool(tmp_path, lang3)
+    assert not caplog.records
+    assert {q.language for q in corpus.queries} == {lang}
+    assert corpus.counts()["documents"] == {"en": 2, lang: 2}
+
+
+def test_tatoeba_unknown_language_code_is_kept_with_a_warning(tmp_path: Path, caplog: pytest.LogCaptureFixture):
+    (tmp_path / "tatoeba.qqx-eng.qqx").write_text("Un.\n", encoding="utf-8")
+    (tmp_path / "tatoeba.qqx-eng.eng").write_text("One.\n", encoding="utf-8")
+    with caplog.at_level("WARNING"):
+        assert load_tatoeba(tmp_path, "qqx").lang == "qqx"
+    assert "unknown language code 'qqx'" in caplog.text
+
+
 def test_load_tatoeba_errors(tatoeba_dir: Path):
     with pytest.raises(FileNotFoundError, match=r"tatoeba\.rus-eng\.rus"):
         load_tatoeba(tatoeba_dir, "rus")

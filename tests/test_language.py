@@ -150,10 +150,34 @@ def test_normalize_language_code(code: str, expected: str) -> None:
     assert normalize_language_code(code) == expected
 
 
-@pytest.mark.parametrize("code", ["", "xx", "english", "zzz"])
+@pytest.mark.parametrize("code", ["", "xx", "english", "zzz", "mo"])
 def test_normalize_language_code_rejects_unknown(code: str) -> None:
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="unknown language code"):
         normalize_language_code(code)
+
+
+@pytest.mark.parametrize("code,expected", [
+    # the Tatoeba languages a partial table missed (issue 19, item 10)
+    ("bel", "be"), ("bul", "bg"), ("ces", "cs"), ("ita", "it"), ("kaz", "kk"), ("pol", "pl"),
+    ("spa", "es"), ("tur", "tr"),
+    # individual languages of a macrolanguage that has a 639-1 code: that code
+    ("cmn", "zh"), ("swh", "sw"), ("pes", "fa"), ("arb", "ar"), ("ekk", "et"),
+    # deprecated codes with a successor; languages without a 639-1 code keep their 639-3 code
+    ("iw", "he"), ("kzj", "dtp"), ("ast", "ast"), ("hsb", "hsb"), ("Yue-HK", "zh"),
+])
+def test_normalize_language_code_knows_all_of_iso_639_3(code: str, expected: str) -> None:
+    assert normalize_language_code(code) == expected
+
+
+def test_every_iso_639_1_language_normalises_from_its_639_3_code() -> None:
+    from iso639 import iter_langs
+
+    pairs = [(lang.pt3, lang.pt1) for lang in iter_langs() if lang.pt1 and lang.pt3]
+    assert len(pairs) >= 180  # ISO 639-1 has 183 codes
+    wrong = {three: normalize_language_code(three) for three, one in pairs
+             if normalize_language_code(three) != normalize_language_code(one)}
+    assert not wrong
+    assert all(normalize_language_code(one) == one for _, one in pairs if one not in ("nb", "nn"))
 
 
 @needs_lingua

@@ -29,6 +29,7 @@ All detectors are deterministic and load their models once per process.
 
 from __future__ import annotations
 
+import functools
 import logging
 import re
 import threading
@@ -76,47 +77,46 @@ class LanguageDetector(Protocol):
 
 # --------------------------------------------------------------------------- codes
 
-_ISO3_TO_ISO1: dict[str, str] = {
-    "afr": "af", "amh": "am", "ara": "ar", "asm": "as", "aze": "az", "bak": "ba", "bel": "be",
-    "ben": "bn", "bod": "bo", "tib": "bo", "bos": "bs", "bul": "bg", "cat": "ca", "ces": "cs",
-    "cze": "cs", "cym": "cy", "wel": "cy", "dan": "da", "deu": "de", "ger": "de", "ell": "el",
-    "gre": "el", "eng": "en", "epo": "eo", "spa": "es", "est": "et", "eus": "eu", "baq": "eu",
-    "fas": "fa", "per": "fa", "fin": "fi", "fra": "fr", "fre": "fr", "gle": "ga", "glg": "gl",
-    "guj": "gu", "heb": "he", "hin": "hi", "hrv": "hr", "hun": "hu", "hye": "hy", "arm": "hy",
-    "ind": "id", "isl": "is", "ice": "is", "ita": "it", "jpn": "ja", "kat": "ka", "geo": "ka",
-    "kaz": "kk", "khm": "km", "kan": "kn", "kor": "ko", "kur": "ku", "kir": "ky", "lat": "la",
-    "lao": "lo", "lit": "lt", "lav": "lv", "mkd": "mk", "mac": "mk", "mal": "ml", "mon": "mn",
-    "mar": "mr", "msa": "ms", "may": "ms", "zsm": "ms", "mya": "my", "bur": "my", "nep": "ne",
-    "nld": "nl", "dut": "nl", "nor": "no", "nob": "no", "nno": "no", "ori": "or", "pan": "pa",
-    "pol": "pl", "pus": "ps", "por": "pt", "ron": "ro", "rum": "ro", "rus": "ru", "sin": "si",
-    "slk": "sk", "slo": "sk", "slv": "sl", "som": "so", "sqi": "sq", "alb": "sq", "srp": "sr",
-    "swe": "sv", "swa": "sw", "swh": "sw", "tam": "ta", "tel": "te", "tgk": "tg", "tha": "th",
-    "tir": "ti", "tgl": "tl", "fil": "tl", "tur": "tr", "tat": "tt", "ukr": "uk", "urd": "ur",
-    "uzb": "uz", "uzn": "uz", "vie": "vi", "yid": "yi", "zho": "zh", "chi": "zh", "cmn": "zh",
-    "ckb": "ku", "kmr": "ku", "lug": "lg", "mri": "mi", "mao": "mi", "sna": "sn", "sot": "st",
-    "tso": "ts", "tsn": "tn", "xho": "xh", "yor": "yo", "zul": "zu", "nya": "ny", "hau": "ha",
-    "ibo": "ig", "mlt": "mt", "ltz": "lb", "bre": "br", "fao": "fo", "hat": "ht", "jav": "jv",
-    "sun": "su", "uig": "ug", "snd": "sd", "tuk": "tk", "kin": "rw", "mlg": "mg", "orm": "om",
-    "fry": "fy", "gla": "gd", "oci": "oc", "cos": "co", "san": "sa", "div": "dv",
-}
-_KNOWN_ISO1: frozenset[str] = frozenset(_ISO3_TO_ISO1.values())
-_ALIASES: dict[str, str] = {"nb": "no", "nn": "no", "iw": "he", "in": "id", "ji": "yi",
-                            "zh-cn": "zh", "zh-tw": "zh", "zh-hans": "zh", "zh-hant": "zh"}
+# Codes come from the ISO 639 tables of the `iso639-lang` package (every 639-1, 639-2/B,
+# 639-3 and 639-5 code). What babelrank adds: the detectors' codes where they differ from
+# ISO's own (Bokmål and Nynorsk are "no" to langdetect; Filipino is Tagalog's "tl").
+_ALIASES: dict[str, str] = {"nb": "no", "nn": "no", "fil": "tl"}
+_CODE = re.compile(r"[a-z]{2,3}")
 
 
 def normalize_language_code(code: str) -> str:
-    """Normalise an ISO 639-1/639-3 code (``"ukr"``, ``"UK"``, ``"en-US"``) to 639-1."""
-    raw = (code or "").strip().lower().replace("_", "-")
-    if raw in _ALIASES:
-        return _ALIASES[raw]
-    base = raw.split("-", 1)[0]
-    base = _ALIASES.get(base, base)
-    if base in _KNOWN_ISO1:
-        return base
-    if base in _ISO3_TO_ISO1:
-        return _ISO3_TO_ISO1[base]
-    raise ValueError(f"unknown language code {code!r}: expected an ISO 639-1 or 639-3 code "
-                     f"such as 'uk'/'ukr', 'ru'/'rus', 'en'/'eng'")
+    """Normalise a language code to ISO 639-1 where the language has one, else ISO 639-3.
+
+    Accepts ISO 639-1, 639-2/B, 639-3 and 639-5 codes in any case, with region or script
+    subtags (``"ukr"``, ``"UK"``, ``"en-US"``, ``"ger"``, ``"zh_Hant"``). An individual
+    language of a macrolanguage that has a 639-1 code gets that code (``"cmn"`` -> ``"zh"``,
+    ``"swh"`` -> ``"sw"``); a deprecated code gets its successor (``"iw"`` -> ``"he"``); a
+    language without a 639-1 code keeps its 639-3 code (``"ast"``).
+
+    Raises:
+        ValueError: `code` is no ISO 639 code.
+    """
+    base = (code or "").strip().lower().replace("_", "-").split("-", 1)[0]
+    resolved = _resolve_code(base) if _CODE.fullmatch(base) else None
+    if resolved is None:
+        raise ValueError(f"unknown language code {code!r}: expected an ISO 639-1 or 639-3 code "
+                         f"such as 'uk'/'ukr', 'ru'/'rus', 'en'/'eng'")
+    return _ALIASES.get(resolved, resolved)
+
+
+@functools.lru_cache(maxsize=None)
+def _resolve_code(base: str) -> str | None:
+    from iso639 import Lang
+    from iso639.exceptions import DeprecatedLanguageValue, InvalidLanguageValue
+
+    try:
+        lang = Lang(base)
+    except DeprecatedLanguageValue as exc:
+        return _resolve_code(exc.change_to) if exc.change_to else None
+    except InvalidLanguageValue:
+        return None
+    macro = lang.macro()
+    return lang.pt1 or (macro.pt1 if macro else "") or lang.pt3 or lang.pt5 or None
 
 
 # --------------------------------------------------------------------------- scripts

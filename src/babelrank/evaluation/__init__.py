@@ -1,7 +1,6 @@
 """Evaluation: data sets, ranking metrics, and the runner that drives the real pipeline."""
 
 from babelrank.evaluation.datasets import (
-    TATOEBA_ISO639_1,
     BitextPair,
     EvalCorpus,
     EvalDocument,
@@ -44,7 +43,6 @@ __all__ = [
     "EvalQuery",
     "EvalReport",
     "Judgement",
-    "TATOEBA_ISO639_1",
     "available_tatoeba_languages",
     "compare_top1",
     "average_precision_at_k",

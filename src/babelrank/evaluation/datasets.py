@@ -2,8 +2,9 @@
 
 Every benchmark loader returns an `EvalCorpus`: documents to index, queries to ask, the
 relevant document ids of each query (`qrels`) and, where a query's own text sits in the pool,
-the ids a runner must drop from that query's results (`exclude`). Language codes are
-ISO 639-1 ("uk", "de", "en"); a runner scores the document ids it gets back, so chunk ids must
+the ids a runner must drop from that query's results (`exclude`). Language codes are the
+package's (`babelrank.language.normalize_language_code`): ISO 639-1 ("uk", "de", "en") where
+a language has one; a runner scores the document ids it gets back, so chunk ids must
 be mapped back to `EvalDocument.id` first.
 """
 
@@ -19,16 +20,9 @@ from pathlib import Path
 from typing import Any
 
 from babelrank.errors import SourceError
+from babelrank.language import normalize_language_code
 
 logger = logging.getLogger(__name__)
-
-#: ISO 639-3 (LASER Tatoeba file names) -> ISO 639-1.
-TATOEBA_ISO639_1: dict[str, str] = {
-    "eng": "en", "ukr": "uk", "rus": "ru", "deu": "de", "fra": "fr", "slk": "sk", "mkd": "mk",
-    "lit": "lt", "est": "et", "afr": "af", "hrv": "hr", "srp": "sr", "hye": "hy", "kat": "ka",
-    "aze": "az", "uzb": "uz", "tat": "tt",
-}  # fmt: skip
-
 
 @dataclass(frozen=True)
 class EvalDocument:
@@ -96,7 +90,7 @@ class EvalCorpus:
 
 @dataclass(frozen=True)
 class BitextPair:
-    """One Tatoeba pair: `source[i]` translates `english[i]`; `lang` is ISO 639-1."""
+    """One Tatoeba pair: `source[i]` translates `english[i]`; `lang` is the package's code ("uk")."""
 
     lang: str
     source: list[str]
@@ -115,12 +109,13 @@ class Judgement:
 # --- Tatoeba -------------------------------------------------------------------------------
 
 
-def _iso639_1(lang3: str) -> str:
-    code = TATOEBA_ISO639_1.get(lang3)
-    if code is None:
-        logger.warning("no ISO 639-1 code known for %r; using it as is", lang3)
+def _language_label(lang3: str) -> str:
+    """The package-wide code of a Tatoeba file's language (`normalize_language_code`)."""
+    try:
+        return normalize_language_code(lang3)
+    except ValueError as exc:
+        logger.warning("%s; the Tatoeba pair %r is labelled with it as is", exc, lang3)
         return lang3
-    return code
 
 
 def _read_lines(path: Path) -> list[str]:
@@ -156,7 +151,7 @@ def load_tatoeba(data_dir: str | Path, lang3: str) -> BitextPair:
     source, english = (_read_lines(p) for p in paths)
     if len(source) != len(english):
         raise SourceError(f"{paths[0]} has {len(source)} lines but {paths[1]} has {len(english)}")
-    return BitextPair(lang=_iso639_1(lang3), source=source, english=english, lang3=lang3)
+    return BitextPair(lang=_language_label(lang3), source=source, english=english, lang3=lang3)
 
 
 def _tatoeba_corpus(data_dir: str | Path, lang3: str, mixed: bool) -> EvalCorpus:
