@@ -34,6 +34,10 @@ def test_xquad_r_json(data: Path, common: list[str], capsys: pytest.CaptureFixtu
     assert out["queries"] == 6 and out["reranker"] == "none" and out["neutral"] == "default"
     assert out["ingest"]["documents"] == 12 and out["counts"]["documents"] == {"en": 6, "ru": 6}
     assert {"embed", "search", "total"} <= set(out["latency_ms"])
+    spread = out["language_spread"]
+    per = {lang: m["map@20"] for lang, m in out["per_language"].items()}
+    assert spread["metric"] == "map@20" and spread["worst_value"] == min(per.values())
+    assert spread["best_value"] == max(per.values()) and per[spread["worst"]] <= per[spread["best"]]
 
 
 def test_xquad_r_default_languages_limit_and_markdown(data: Path, common: list[str], capsys: pytest.CaptureFixture[str]) -> None:
@@ -41,6 +45,7 @@ def test_xquad_r_default_languages_limit_and_markdown(data: Path, common: list[s
     assert text.startswith("**xquad-r:en+ru**")
     assert "| en |" in text and "| ru |" in text and "| all |" in text and "map@20" in text
     assert "latency ms (p50/p95)" in text and "ingest: 8 documents" in text
+    assert "map@20 across query languages: worst " in text and "worst/best" in text
 
 
 def test_tatoeba_mixed_json(data: Path, common: list[str], tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

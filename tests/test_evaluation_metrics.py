@@ -11,6 +11,7 @@ from babelrank.evaluation.metrics import (
     evaluate_by_group,
     evaluate_run,
     hit_at_k,
+    language_spread,
     latency_percentiles,
     ndcg_at_k,
     query_metrics,
@@ -134,3 +135,12 @@ def test_latency_percentiles():
     assert latency_percentiles([2.0]) == {"p50": 2.0, "p95": 2.0, "mean": 2.0}
     with pytest.raises(ValueError):
         latency_percentiles([])
+
+
+def test_language_spread_names_worst_and_best():
+    per = {"en": {"map@20": 0.5}, "zh": {"map@20": 0.2}, "de": {"map@20": 0.4}}
+    spread = language_spread(per, "map@20")
+    assert (spread["worst"], spread["best"]) == ("zh", "en")
+    assert spread["worst_to_best"] == pytest.approx(0.4)
+    assert language_spread({"en": {"map@20": 0.5}}, "map@20") is None
+    assert language_spread(per, "recall@1") is None

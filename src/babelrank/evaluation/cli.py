@@ -296,6 +296,11 @@ def _header(result: dict[str, Any]) -> str:
     return " · ".join(parts)
 
 
+def _spread_line(spread: dict[str, Any]) -> str:
+    return (f"{spread['metric']} across query languages: worst {spread['worst']} {spread['worst_value']:.3f}, "
+            f"best {spread['best']} {spread['best_value']:.3f}, worst/best {spread['worst_to_best']:.2f}")
+
+
 def _latency_line(latency: dict[str, dict[str, float]]) -> str:
     return "latency ms (p50/p95): " + ", ".join(f"{s} {v['p50']:.1f}/{v['p95']:.1f}" for s, v in latency.items())
 
@@ -309,6 +314,7 @@ def _report_output(args: argparse.Namespace, report: EvalReport) -> int:
         "",
         markdown_table(rows, TABLE_METRICS),
         "",
+        *([_spread_line(result["language_spread"])] if "language_spread" in result else []),
         _latency_line(result["latency_ms"]),
         f"ingest: {ingest['documents']} documents, {ingest['chunks']} chunks, {ingest['chunks_embedded']} embedded"
         + (f" ({ingest['chunks_per_s']} chunks/s)" if ingest.get("chunks_per_s") else ""),

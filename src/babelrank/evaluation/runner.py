@@ -37,7 +37,7 @@ import numpy as np
 from babelrank.config import Settings
 from babelrank.errors import ConfigError
 from babelrank.evaluation.datasets import EvalCorpus, EvalDocument, EvalQuery
-from babelrank.evaluation.metrics import evaluate_by_group, evaluate_run, latency_percentiles
+from babelrank.evaluation.metrics import evaluate_by_group, evaluate_run, language_spread, latency_percentiles
 from babelrank.sources import SourceDocument, clean_metadata
 
 if TYPE_CHECKING:
@@ -106,6 +106,9 @@ class EvalReport:
             "counts": self.counts,
             "store": self.store,
         }
+        spread = language_spread(self.per_language, f"map@{self.k}")
+        if spread is not None:
+            out["language_spread"] = {n: _round(v) if isinstance(v, float) else v for n, v in spread.items()}
         if "queries" in out:
             out["queries"] = int(out["queries"])
         for m in out["per_language"].values():
