@@ -75,9 +75,18 @@ def test_load_tatoeba_errors(tatoeba_dir: Path):
     (tatoeba_dir / "tatoeba.ukr-eng.eng").write_text("Hello.\n", encoding="utf-8")
     with pytest.raises(SourceError, match="has 3 lines but"):
         load_tatoeba(tatoeba_dir, "ukr")
-    (tatoeba_dir / "tatoeba.ukr-eng.eng").write_text("Hello.\n\nThanks!\n", encoding="utf-8")
-    with pytest.raises(SourceError, match=r"eng:2: empty line"):
-        load_tatoeba(tatoeba_dir, "ukr")
+
+
+def test_tatoeba_pair_with_an_empty_side_is_skipped(tatoeba_dir: Path, caplog: pytest.LogCaptureFixture):
+    (tatoeba_dir / "tatoeba.ukr-eng.eng").write_text("Hello.\n \nThanks!\n", encoding="utf-8")
+    with caplog.at_level("WARNING", logger="babelrank.evaluation.datasets"):
+        corpus = tatoeba_mixed_pool(tatoeba_dir, "ukr")
+    assert "skipped 1 of 3" in caplog.text and "tatoeba.ukr-eng.eng:2" in caplog.text
+    # the other pairs keep the ids of their lines
+    assert [q.id for q in corpus.queries] == ["tatoeba:ukr-eng:q:0", "tatoeba:ukr-eng:q:2"]
+    assert corpus.qrels["tatoeba:ukr-eng:q:2"] == {"tatoeba:ukr-eng:eng:2"}
+    assert {d.id for d in corpus.documents} == {f"tatoeba:ukr-eng:{side}:{i}" for side in ("ukr", "eng") for i in (0, 2)}
+    assert load_tatoeba(tatoeba_dir, "ukr").lines == [0, 2]
 
 
 def test_tatoeba_mixed_pool(tatoeba_dir: Path):
@@ -192,19 +201,70 @@ def test_xquad_errors(squad_dir: Path):
     (squad_dir / "ru.json").write_text(json.dumps(broken), encoding="utf-8")
     with pytest.raises(SourceError, match="not parallel"):
         xquad_r_sentence_pool(squad_dir, ["en", "ru"])
-    broken = _squad("ru")
-    broken["data"][0]["paragraphs"][0]["qas"][0]["answers"][0]["answer_start"] = 999
-    (squad_dir / "ru.json").write_text(json.dumps(broken), encoding="utf-8")
-    with pytest.raises(SourceError, match="lies in no sentence span"):
-        xquad_r_sentence_pool(squad_dir, ["ru"])
-    broken = _squad("ru")
-    broken["data"][0]["paragraphs"][0]["sentences"][0] = "something else"
-    (squad_dir / "ru.json").write_text(json.dumps(broken), encoding="utf-8")
-    with pytest.raises(SourceError, match="do not match"):
-        xquad_r_sentence_pool(squad_dir, ["ru"])
     (squad_dir / "ru.json").write_text("{not json", encoding="utf-8")
     with pytest.raises(SourceError, match="not a SQuAD-format"):
         xquad_r_sentence_pool(squad_dir, ["ru"])
+
+
+def _write(folder: Path, name: str, data: dict) -> None:
+    (folder / name).write_text(json.dumps(data, ensure_ascii=False), encoding="utf-8")
+
+
+def test_xquad_r_breaks_off_by_two_are_repaired_from_the_sentences(squad_dir: Path, caplog: pytest.LogCaptureFixture):
+    """Like LAReQA's Turkish article 9 paragraph 3: every break two characters late."""
+    clean = xquad_r_sentence_pool(squad_dir, ["en", "de"])
+    shifted = _squad("de")
+    paragraph = shifted["data"][1]["paragraphs"][0]
+    paragraph["sentence_breaks"] = [[s + 2, e + 2] for s, e in paragraph["sentence_breaks"]]
+    _write(squad_dir, "de.json", shifted)
+    with caplog.at_level("WARNING", logger="babelrank.evaluation.datasets"):
+        repaired = xquad_r_sentence_pool(squad_dir, ["en", "de"])
+    assert repaired.qrels == clean.qrels and repaired.documents == clean.documents
+    assert "1 record" in caplog.text and "de.json article 1 paragraph 0" in caplog.text
+
+
+@pytest.mark.parametrize("defect", ["mojibake", "answer outside", "no answers"])
+def test_xquad_r_unrepairable_record_is_skipped_and_the_rest_evaluated(
+    squad_dir: Path, defect: str, caplog: pytest.LogCaptureFixture
+):
+    broken = _squad("de")
+    paragraph = broken["data"][1]["paragraphs"][0]
+    if defect == "mojibake":  # the context garbled (ö -> Ã¶), its sentences and breaks as published
+        paragraph["context"] = paragraph["context"].replace("gamma", "gÃ¶mma")
+    elif defect == "answer outside":
+        paragraph["qas"][0]["answers"][0]["answer_start"] = 999
+    else:
+        del paragraph["qas"][1]["answers"]
+    _write(squad_dir, "de.json", broken)
+    with caplog.at_level("WARNING", logger="babelrank.evaluation.datasets"):
+        corpus = xquad_r_sentence_pool(squad_dir, ["en", "de"])
+    # German paragraph (1, 0) is left out: its two sentences and its two questions
+    assert corpus.counts() == {"documents": {"en": 6, "de": 5}, "queries": {"en": 4, "de": 2}}
+    assert "qc:de" not in corpus.qrels and "xquad-r:de:1:0:0" not in {d.id for d in corpus.documents}
+    assert corpus.qrels["qc:en"] == {"xquad-r:en:1:0:1"}  # relevant in the languages that remain
+    assert corpus.qrels["qa:de"] == {"xquad-r:en:0:0:0", "xquad-r:de:0:0:0"}
+    assert "skipped 1 of 6" in caplog.text and "de.json article 1 paragraph 0" in caplog.text
+
+
+def test_xquad_r_with_every_record_broken_is_an_error(squad_dir: Path):
+    broken = _squad("de")
+    for article in broken["data"]:
+        for paragraph in article["paragraphs"]:
+            paragraph["context"] = "garbled"
+    _write(squad_dir, "de.json", broken)
+    with pytest.raises(SourceError, match="no usable paragraph"):
+        xquad_r_sentence_pool(squad_dir, ["de"])
+
+
+def test_xquad_paragraph_with_a_defect_is_skipped(squad_dir: Path, caplog: pytest.LogCaptureFixture):
+    broken = _squad("de")
+    broken["data"][0]["paragraphs"][1]["context"] = None
+    _write(squad_dir, "xquad.de.json", broken)
+    with caplog.at_level("WARNING", logger="babelrank.evaluation.datasets"):
+        corpus = xquad_paragraph_pool(squad_dir, ["en", "de"], ["en", "de"])
+    assert corpus.counts() == {"documents": {"en": 3, "de": 2}, "queries": {"en": 4, "de": 3}}
+    assert corpus.qrels["qb:en"] == {"xquad:en:0:1"}
+    assert "skipped 1 of 6" in caplog.text and "xquad.de.json article 0 paragraph 1" in caplog.text
 
 
 # --- user data ------------------------------------------------------------------------------

@@ -90,12 +90,14 @@ class EvalCorpus:
 
 @dataclass(frozen=True)
 class BitextPair:
-    """One Tatoeba pair: `source[i]` translates `english[i]`; `lang` is the package's code ("uk")."""
+    """One Tatoeba pair: `source[i]` translates `english[i]`, both from line `lines[i]`
+    (0-based) of their files; `lang` is the package's code ("uk")."""
 
     lang: str
     source: list[str]
     english: list[str]
     lang3: str
+    lines: list[int]
 
 
 @dataclass(frozen=True)
@@ -104,6 +106,20 @@ class Judgement:
 
     query: EvalQuery
     relevant: tuple[str, ...]
+
+
+class _Defect(Exception):
+    """One record of a published data file cannot be used as it is."""
+
+
+def _report_defects(name: str, what: str, skipped: Sequence[str], total: int) -> None:
+    """Warn once with the count of records left out (and the first reasons); none left: error."""
+    if skipped and len(skipped) == total:
+        raise SourceError(f"{name}: no usable {what}; every one has a defect, e.g. {skipped[0]}")
+    if skipped:
+        more = f" (and {len(skipped) - 3} more)" if len(skipped) > 3 else ""
+        logger.warning("%s: skipped %d of %d %s with defects, evaluating the rest: %s%s",
+                       name, len(skipped), total, what, "; ".join(skipped[:3]), more)
 
 
 # --- Tatoeba -------------------------------------------------------------------------------
@@ -123,9 +139,6 @@ def _read_lines(path: Path) -> list[str]:
     lines = [line.rstrip("\r") for line in path.read_text(encoding="utf-8").split("\n")]
     if lines and lines[-1] == "":
         lines.pop()
-    for n, line in enumerate(lines, start=1):
-        if not line.strip():
-            raise SourceError(f"{path}:{n}: empty line")
     return lines
 
 
@@ -139,7 +152,11 @@ def available_tatoeba_languages(data_dir: str | Path) -> list[str]:
 
 
 def load_tatoeba(data_dir: str | Path, lang3: str) -> BitextPair:
-    """Read the LASER pair `tatoeba.<lang3>-eng.<lang3>` / `tatoeba.<lang3>-eng.eng`."""
+    """Read the LASER pair `tatoeba.<lang3>-eng.<lang3>` / `tatoeba.<lang3>-eng.eng`.
+
+    A line pair with an empty side is left out (a warning counts them); files of different
+    lengths are a `SourceError` (their pairs would be misaligned).
+    """
     data_dir = Path(data_dir)
     paths = [data_dir / f"tatoeba.{lang3}-eng.{side}" for side in (lang3, "eng")]
     for path in paths:
@@ -151,7 +168,14 @@ def load_tatoeba(data_dir: str | Path, lang3: str) -> BitextPair:
     source, english = (_read_lines(p) for p in paths)
     if len(source) != len(english):
         raise SourceError(f"{paths[0]} has {len(source)} lines but {paths[1]} has {len(english)}")
-    return BitextPair(lang=_language_label(lang3), source=source, english=english, lang3=lang3)
+    defects: dict[int, str] = {}
+    for path, side in zip(paths, (source, english)):
+        for n, line in enumerate(side):
+            if not line.strip():
+                defects.setdefault(n, f"{path}:{n + 1}: empty line")
+    _report_defects(f"tatoeba {lang3}-eng", "line pairs", [defects[n] for n in sorted(defects)], len(source))
+    lines = [n for n in range(len(source)) if n not in defects]
+    return BitextPair(_language_label(lang3), [source[n] for n in lines], [english[n] for n in lines], lang3, lines)
 
 
 def _tatoeba_corpus(data_dir: str | Path, lang3: str, mixed: bool) -> EvalCorpus:
@@ -159,16 +183,16 @@ def _tatoeba_corpus(data_dir: str | Path, lang3: str, mixed: bool) -> EvalCorpus
     prefix = f"tatoeba:{lang3}-eng"
     documents = [
         EvalDocument(f"{prefix}:eng:{i}", text, "en", {"pair": f"{lang3}-eng", "line": i})
-        for i, text in enumerate(pair.english)
+        for i, text in zip(pair.lines, pair.english)
     ]
     if mixed:
         documents += [
             EvalDocument(f"{prefix}:{lang3}:{i}", text, pair.lang, {"pair": f"{lang3}-eng", "line": i})
-            for i, text in enumerate(pair.source)
+            for i, text in zip(pair.lines, pair.source)
         ]
-    queries = [EvalQuery(f"{prefix}:q:{i}", text, pair.lang) for i, text in enumerate(pair.source)]
-    qrels = {q.id: {f"{prefix}:eng:{i}"} for i, q in enumerate(queries)}
-    exclude = {q.id: {f"{prefix}:{lang3}:{i}"} for i, q in enumerate(queries)} if mixed else {}
+    queries = [EvalQuery(f"{prefix}:q:{i}", text, pair.lang) for i, text in zip(pair.lines, pair.source)]
+    qrels = {q.id: {f"{prefix}:eng:{i}"} for i, q in zip(pair.lines, queries)}
+    exclude = {q.id: {f"{prefix}:{lang3}:{i}"} for i, q in zip(pair.lines, queries)} if mixed else {}
     name = f"tatoeba-{'mixed' if mixed else 'english'}:{lang3}"
     logger.info("%s: %d documents, %d queries", name, len(documents), len(queries))
     return EvalCorpus(name, documents, queries, qrels, exclude)
@@ -237,6 +261,17 @@ def _unique(langs: Sequence[str]) -> list[str]:
     return list(dict.fromkeys(langs))
 
 
+def _text(value: Any, what: str) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise _Defect(f"{what} is not a non-empty string")
+    return value
+
+
+def _questions(paragraph: dict[str, Any]) -> list[tuple[str, str]]:
+    """(question id, question) of a paragraph; `_Defect` when a question is no text."""
+    return [(qa["id"], _text(qa.get("question"), f"question {qa['id']}")) for qa in paragraph["qas"]]
+
+
 def xquad_paragraph_pool(
     data_dir: str | Path,
     doc_languages: Sequence[str],
@@ -248,34 +283,96 @@ def xquad_paragraph_pool(
     Documents: every paragraph of `xquad.<lang>.json` per doc language, id
     `xquad:<lang>:<article>:<paragraph>`. Queries: every question per query language, id
     `<qid>:<lang>`. Relevant: the paragraph at the same position in every doc language.
-    `limit` keeps the first `limit` paragraphs (and their questions).
+    `limit` keeps the first `limit` paragraphs (and their questions). A paragraph of one
+    language whose context or a question is not text is left out with its questions (a
+    warning counts them); the same paragraph in the other languages stays.
     """
     doc_languages, query_languages = _unique(doc_languages), _unique(query_languages)
     langs = _unique(doc_languages + query_languages)
     data = _load_parallel({lang: Path(data_dir) / f"xquad.{lang}.json" for lang in langs})
-    documents, queries, qrels = [], [], {}
+    documents, queries, qrels, skipped, total = [], [], {}, [], 0
     for a, p in _positions(data[langs[0]], limit):
-        ids = {lang: f"xquad:{lang}:{a}:{p}" for lang in doc_languages}
-        for lang in doc_languages:
-            article = data[lang][a]
-            meta = {"title": article["title"], "article": a, "paragraph": p}
-            documents.append(EvalDocument(ids[lang], article["paragraphs"][p]["context"], lang, meta))
-        for lang in query_languages:
-            for qa in data[lang][a]["paragraphs"][p]["qas"]:
-                queries.append(EvalQuery(f"{qa['id']}:{lang}", qa["question"], lang))
+        records: dict[str, tuple[str, list[tuple[str, str]]]] = {}
+        for lang in langs:
+            total += 1
+            paragraph = data[lang][a]["paragraphs"][p]
+            try:
+                records[lang] = (_text(paragraph.get("context"), "context"), _questions(paragraph))
+            except _Defect as exc:
+                skipped.append(f"xquad.{lang}.json article {a} paragraph {p}: {exc}")
+        ids = {lang: f"xquad:{lang}:{a}:{p}" for lang in doc_languages if lang in records}
+        for lang, doc_id in ids.items():
+            meta = {"title": data[lang][a]["title"], "article": a, "paragraph": p}
+            documents.append(EvalDocument(doc_id, records[lang][0], lang, meta))
+        for lang in (x for x in query_languages if x in records and ids):
+            for qid, question in records[lang][1]:
+                queries.append(EvalQuery(f"{qid}:{lang}", question, lang))
                 qrels[queries[-1].id] = set(ids.values())
     name = f"xquad-paragraphs:{'+'.join(query_languages)}->{'+'.join(doc_languages)}"
+    _report_defects(name, "paragraph records", skipped, total)
     logger.info("%s: %d documents, %d queries", name, len(documents), len(queries))
     return EvalCorpus(name, documents, queries, qrels)
 
 
-def _answer_sentence(paragraph: dict[str, Any], answer_start: int, where: str) -> int:
-    """Index of the sentence whose [start, end) span holds `answer_start`."""
-    starts = [start for start, _ in paragraph["sentence_breaks"]]
-    i = bisect_right(starts, answer_start) - 1
-    if i < 0 or answer_start >= paragraph["sentence_breaks"][i][1]:
-        raise SourceError(f"{where}: answer_start {answer_start} lies in no sentence span")
+def _breaks_match(context: str, breaks: Any, sentences: Sequence[str]) -> bool:
+    try:
+        return len(breaks) == len(sentences) and all(context[s:e] == t for (s, e), t in zip(breaks, sentences))
+    except (TypeError, ValueError):  # breaks that are no [start, end] pairs of integers
+        return False
+
+
+def _sentence_spans(paragraph: dict[str, Any]) -> tuple[list[tuple[int, int]], bool]:
+    """[start, end) of each sentence in the context, and whether they had to be rebuilt.
+
+    The published `sentence_breaks` when they cut the context into the `sentences`;
+    otherwise each sentence is searched for in the context, in order (`_Defect` when one is
+    not there, e.g. in a context with mojibake).
+    """
+    context = _text(paragraph.get("context"), "context")
+    sentences = paragraph.get("sentences")
+    if not isinstance(sentences, list) or not sentences:
+        raise _Defect("no sentences")
+    sentences = [_text(t, f"sentence {i}") for i, t in enumerate(sentences)]
+    breaks = paragraph.get("sentence_breaks")
+    if _breaks_match(context, breaks, sentences):
+        return [(int(s), int(e)) for s, e in breaks], False
+    spans, end = [], 0
+    for i, sentence in enumerate(sentences):
+        start = context.find(sentence, end)
+        if start < 0:
+            raise _Defect(f"sentence_breaks do not match the sentences, and sentence {i} is not in the context")
+        end = start + len(sentence)
+        spans.append((start, end))
+    return spans, True
+
+
+def _answer_sentence(spans: Sequence[tuple[int, int]], qa: dict[str, Any]) -> int:
+    """Index of the sentence whose [start, end) span holds the first answer's `answer_start`."""
+    try:
+        answer_start = int(qa["answers"][0]["answer_start"])
+    except (KeyError, IndexError, TypeError, ValueError):
+        raise _Defect(f"question {qa['id']} has no answer_start") from None
+    i = bisect_right([start for start, _ in spans], answer_start) - 1
+    if i < 0 or answer_start >= spans[i][1]:
+        raise _Defect(f"question {qa['id']}: answer_start {answer_start} lies in no sentence span")
     return i
+
+
+def _xquad_r_record(
+    article: dict[str, Any], a: int, p: int, lang: str
+) -> tuple[list[EvalDocument], dict[str, str], list[tuple[str, str]], bool]:
+    """One paragraph of one language: its sentences as documents, question id -> relevant
+    sentence id, its questions, and whether its sentence spans were rebuilt."""
+    paragraph = article["paragraphs"][p]
+    spans, rebuilt = _sentence_spans(paragraph)
+    questions = _questions(paragraph)
+    answers = {qa["id"]: f"xquad-r:{lang}:{a}:{p}:{_answer_sentence(spans, qa)}" for qa in paragraph["qas"]}
+    documents = [
+        EvalDocument(f"xquad-r:{lang}:{a}:{p}:{s}", text, lang,
+                     {"title": article["title"], "article": a, "paragraph": p, "sentence": s})
+        for s, text in enumerate(paragraph["sentences"])
+    ]
+    return documents, answers, questions, rebuilt
 
 
 def xquad_r_sentence_pool(
@@ -288,33 +385,41 @@ def xquad_r_sentence_pool(
     Queries: every question per language, id `<qid>:<lang>`. Relevant: per language, the
     sentence whose span holds the answer's `answer_start`, so each query has one relevant
     sentence per language. `limit` keeps the first `limit` paragraphs.
+
+    Published defects are tolerated, and a warning counts them: `sentence_breaks` that do
+    not cut the context into the `sentences` (LAReQA's Turkish article 9 paragraph 3 is two
+    characters off) are rebuilt by finding each sentence in the context; a paragraph of one
+    language that still cannot be used (a sentence not in its context, an answer in no
+    sentence) is left out with its questions, and its other languages stay.
     """
     languages = _unique(languages)
     data = _load_parallel({lang: Path(data_dir) / f"{lang}.json" for lang in languages})
-    documents, queries, qrels = [], [], {}
+    documents, queries, qrels, skipped, rebuilt, total = [], [], {}, [], [], 0
     for a, p in _positions(data[languages[0]], limit):
         relevant: dict[str, set[str]] = {}
+        asked: dict[str, list[tuple[str, str]]] = {}
         for lang in languages:
-            article = data[lang][a]
-            paragraph = article["paragraphs"][p]
-            breaks, sentences = paragraph["sentence_breaks"], paragraph["sentences"]
+            total += 1
             where = f"{lang}.json article {a} paragraph {p}"
-            if len(breaks) != len(sentences) or any(
-                paragraph["context"][s:e] != t for (s, e), t in zip(breaks, sentences)
-            ):
-                raise SourceError(f"{where}: sentence_breaks do not match sentences")
-            for s, text in enumerate(sentences):
-                meta = {"title": article["title"], "article": a, "paragraph": p, "sentence": s}
-                documents.append(EvalDocument(f"xquad-r:{lang}:{a}:{p}:{s}", text, lang, meta))
-            for qa in paragraph["qas"]:
-                start = qa["answers"][0]["answer_start"]
-                s = _answer_sentence(paragraph, start, f"{where} question {qa['id']}")
-                relevant.setdefault(qa["id"], set()).add(f"xquad-r:{lang}:{a}:{p}:{s}")
-        for lang in languages:
-            for qa in data[lang][a]["paragraphs"][p]["qas"]:
-                queries.append(EvalQuery(f"{qa['id']}:{lang}", qa["question"], lang))
-                qrels[queries[-1].id] = set(relevant[qa["id"]])
-    corpus = EvalCorpus(f"xquad-r:{'+'.join(languages)}", documents, queries, qrels)
+            try:
+                docs, answers, asked[lang], fixed = _xquad_r_record(data[lang][a], a, p, lang)
+            except _Defect as exc:
+                skipped.append(f"{where}: {exc}")
+                continue
+            documents += docs
+            rebuilt += [where] if fixed else []
+            for qid, doc_id in answers.items():
+                relevant.setdefault(qid, set()).add(doc_id)
+        for lang, questions in asked.items():
+            for qid, question in questions:
+                queries.append(EvalQuery(f"{qid}:{lang}", question, lang))
+                qrels[queries[-1].id] = set(relevant[qid])
+    name = f"xquad-r:{'+'.join(languages)}"
+    if rebuilt:
+        logger.warning("%s: sentence_breaks of %d record(s) did not match their sentences; rebuilt by finding "
+                       "the sentences in the context: %s", name, len(rebuilt), "; ".join(rebuilt[:3]))
+    _report_defects(name, "paragraph records", skipped, total)
+    corpus = EvalCorpus(name, documents, queries, qrels)
     logger.info("%s: %s", corpus.name, corpus.counts())
     return corpus
 
