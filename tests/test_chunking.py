@@ -87,3 +87,36 @@ def test_chunks_longer_alone_are_cut_until_they_fit() -> None:
     assert all(c.n_tokens <= 10 and c.n_tokens == len(c.text.split()) + 4 for c in chunks)
     assert " ".join(c.text for c in chunks) == text
     assert [c.text for c in chunks] == [text[c.char_start : c.char_end] for c in chunks]
+
+
+def _long_text(paragraphs: int) -> str:
+    sentences = [
+        "Червоний автомобіль стоїть біля будинку.", "The red car is parked outside the house!",
+        "Красная машина стоит возле дома у реки?", "A very long sentence " + "that keeps going " * 12 + "without a stop",
+        "- a list item\n- another item", "Синій будинок біля річки.",
+    ]
+    return "\n\n".join(" ".join(sentences[(p + i) % len(sentences)] for i in range(p % 5 + 1)) for p in range(paragraphs))
+
+
+@pytest.mark.parametrize("max_tokens,overlap", [(16, 0), (24, 4), (40, 8)])
+def test_long_texts_are_tokenized_in_pieces_with_the_same_chunks(tokenizer, max_tokens: int, overlap: int) -> None:
+    text = _long_text(60)
+    calls: list[int] = []
+
+    def spy(texts, **kwargs):
+        calls.append(max(map(len, texts)))
+        return tokenizer(texts, **kwargs)
+
+    whole = TokenChunker(tokenizer, max_tokens, overlap).split(text)
+    pieces = TokenChunker(spy, max_tokens, overlap, piece_chars=600).split(text)
+    assert len(text) > 10 * 600 and max(calls) <= 600
+    assert pieces == whole
+
+
+def test_pieces_without_a_sentence_boundary_are_cut_anywhere(tokenizer) -> None:
+    text = "word " * 400 + "tail"
+    chunks = TokenChunker(tokenizer, 16, 4, piece_chars=300).split(text)
+    assert all(text[c.char_start : c.char_end] == c.text and 0 < c.n_tokens <= 16 for c in chunks)
+    assert [c.char_start for c in chunks] == sorted(c.char_start for c in chunks)
+    covered = {i for c in chunks for i in range(c.char_start, c.char_end)}
+    assert all(i in covered for i, ch in enumerate(text) if not ch.isspace())
