@@ -1,10 +1,13 @@
 import json
+import os
 from pathlib import Path
 
 import pytest
 
 from babelrank import SourceError
-from babelrank.sources import from_llama_documents, from_texts, html_to_text, read_file, read_paths
+from babelrank.sources import (
+    Skipped, SourceDocument, from_llama_documents, from_texts, html_to_text, read_file, read_paths, vanished,
+)
 
 def _pdf(text: str) -> bytes:
     """A minimal one-page PDF showing `text` (ASCII), with a correct xref table."""
@@ -98,3 +101,117 @@ def test_texts_and_llama_documents() -> None:
 
 def test_html_to_text_decodes_entities() -> None:
     assert html_to_text("<p>a &amp; b</p><div>c<br>d</div>") == "a & b\n\nc\n\nd"
+
+
+def _refuse(monkeypatch: pytest.MonkeyPatch, target: Path, obj: object, name: str) -> None:
+    """Make `obj.name(path)` raise PermissionError for `target`: tests run as root, which
+    ignores file modes, so chmod cannot make a file or folder unreadable here."""
+    real = getattr(obj, name)
+
+    def refusing(path, *args, **kwargs):
+        if Path(path) == target:
+            raise PermissionError(13, "Permission denied", str(path))
+        return real(path, *args, **kwargs)
+
+    monkeypatch.setattr(obj, name, refusing)
+
+
+def test_unreadable_folder_is_listed_and_the_rest_is_read(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "locked").mkdir()
+    (tmp_path / "locked" / "a.txt").write_text("Locked away.")
+    (tmp_path / "b.txt").write_text("Readable.")
+    _refuse(monkeypatch, tmp_path / "locked", os, "scandir")
+    docs, skipped = read_paths([tmp_path])
+    assert [Path(d.source).name for d in docs] == ["b.txt"]
+    assert [(s.source, s.reason) for s in skipped] == [(str(tmp_path / "locked"), "cannot read folder: Permission denied")]
+
+
+def test_unreadable_file_is_skipped_and_the_rest_is_read(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "a.txt").write_text("Locked away.")
+    (tmp_path / "b.txt").write_text("Readable.")
+    _refuse(monkeypatch, tmp_path / "a.txt", Path, "read_bytes")
+    docs, skipped = read_paths([tmp_path])
+    assert [Path(d.source).name for d in docs] == ["b.txt"]
+    assert [(s.source, s.reason) for s in skipped] == [(str(tmp_path / "a.txt"), "cannot read file: Permission denied")]
+
+
+@pytest.mark.parametrize("name,data", [
+    ("deep.json", "[" * 100_000 + "]" * 100_000),
+    ("deep.jsonl", '{"text": "ok"}\n{"text": "x", "m": ' + "[" * 5_000 + "]" * 5_000 + "}\n"),
+])
+def test_deeply_nested_json_is_skipped(tmp_path: Path, name: str, data: str) -> None:
+    (tmp_path / name).write_text(data)
+    (tmp_path / "good.txt").write_text("Good text.")
+    docs, skipped = read_paths([tmp_path])
+    assert [Path(d.source).name for d in docs] == ["good.txt"]
+    assert len(skipped) == 1 and "nested too deeply" in skipped[0].reason
+
+
+def test_file_name_that_is_not_utf8_is_skipped_with_a_printable_source(tmp_path: Path) -> None:
+    bad = os.fsencode(tmp_path) + b"/caf\xe9.txt"
+    with open(bad, "wb") as f:
+        f.write(b"Cafe text.")
+    (tmp_path / "good.txt").write_text("Good text.")
+    docs, skipped = read_paths([tmp_path])
+    assert [Path(d.source).name for d in docs] == ["good.txt"]
+    assert len(skipped) == 1 and "not valid UTF-8" in skipped[0].reason and "rename" in skipped[0].reason
+    assert skipped[0].source == str(tmp_path) + "/caf\\xe9.txt"
+    skipped[0].source.encode("utf-8")  # printable: no lone surrogates
+
+
+def test_links_loops_and_special_files_are_listed(tmp_path: Path) -> None:
+    (tmp_path / "docs").mkdir()
+    (tmp_path / "docs" / "a.txt").write_text("Text in a linked folder.")
+    root = tmp_path / "root"
+    root.mkdir()
+    (root / "good.txt").write_text("Good text.")
+    (root / "loop.txt").symlink_to("loop.txt")
+    (root / "gone.txt").symlink_to(tmp_path / "missing.txt")
+    (root / "linked").symlink_to(tmp_path / "docs")
+    os.mkfifo(root / "pipe.txt")
+    os.mkfifo(root / "pipe.bin")  # not a supported type: ignored like any other .bin file
+    docs, skipped = read_paths([root])
+    assert [Path(d.source).name for d in docs] == ["good.txt"]
+    reasons = {Path(s.source).name: s.reason for s in skipped}
+    assert set(reasons) == {"loop.txt", "gone.txt", "linked", "pipe.txt"}
+    assert "loop" in reasons["loop.txt"] and "broken" in reasons["gone.txt"]
+    assert "not followed" in reasons["linked"] and "not a regular file" in reasons["pipe.txt"]
+    _, excluded = read_paths([root], exclude=["linked"])
+    assert "linked" not in {Path(s.source).name for s in excluded}
+    assert read_paths([root / "pipe.txt"]) == ([], [Skipped(str(root / "pipe.txt"), "not a regular file (a FIFO, socket or device)")])
+
+
+def test_files_over_the_size_limit_are_skipped(tmp_path: Path) -> None:
+    (tmp_path / "big.txt").write_text("word " * 1000)
+    (tmp_path / "small.txt").write_text("Small text.")
+    docs, skipped = read_paths([tmp_path], max_file_mb=0.004)
+    assert [Path(d.source).name for d in docs] == ["small.txt"]
+    assert len(skipped) == 1 and skipped[0].source.endswith("big.txt")
+    assert "max_file_mb" in skipped[0].reason and "0.004" in skipped[0].reason
+    assert len(read_paths([tmp_path], max_file_mb=None)[0]) == 2
+
+
+def _doc(doc_id: str, source: str) -> SourceDocument:
+    return SourceDocument(doc_id, "text", source)
+
+
+def test_vanished_documents(tmp_path: Path) -> None:
+    """What a prune deletes: documents of files under the roots that were not read again, and
+    records that a container file read again no longer holds; never what could not be read."""
+    root = str(tmp_path)
+    stored = {
+        f"{root}/a.txt": f"{root}/a.txt",          # read again: kept
+        f"{root}/gone.txt": f"{root}/gone.txt",    # not read: gone
+        f"{root}/r.jsonl#1": f"{root}/r.jsonl",    # record read again: kept
+        f"{root}/r.jsonl#2": f"{root}/r.jsonl",    # record removed from a file read again: gone
+        f"{root}/bad.jsonl#1": f"{root}/bad.jsonl",  # container skipped: kept
+        f"{root}/locked/x.txt": f"{root}/locked/x.txt",  # inside a folder that could not be read: kept
+        "llama-uuid": f"{root}/a.txt",             # another way in, naming a file that was read: kept
+        "raw": "text",                             # not from the roots: kept
+        "/elsewhere/b.txt": "/elsewhere/b.txt",    # not from the roots: kept
+    }
+    docs = [_doc(f"{root}/a.txt", f"{root}/a.txt"), _doc(f"{root}/r.jsonl#1", f"{root}/r.jsonl")]
+    skipped = [Skipped(f"{root}/bad.jsonl", "invalid JSON"), Skipped(f"{root}/locked", "cannot read folder")]
+    assert sorted(vanished(stored, [tmp_path], docs, skipped)) == [f"{root}/gone.txt", f"{root}/r.jsonl#2"]
+    assert vanished(stored, [tmp_path / "r.jsonl"], docs, skipped) == [f"{root}/r.jsonl#2"]  # a file named directly
+    assert vanished({f"{root}2/c.txt": f"{root}2/c.txt"}, [tmp_path], [], []) == []  # a sibling sharing the prefix
