@@ -133,6 +133,10 @@ def test_query_without_rerank_shows_one_score(ingested: dict[str, str], capsys: 
     (("query", "  "), "the query is empty"),
     (("query", "x", "--where", "{oops"), "--where is not valid JSON"),
     (("query", "x", "--where", '{"$nope": 1}'), "where"),
+    (("query", "x", "--where", '["topic"]'), "invalid where filter: must be a JSON object"),
+    (("query", "x", "--where", '{"$in": "ru"}'), "invalid where filter: '$in'"),
+    (("query", "x", "--where", '{"language": {"$in": "ru"}}'), "'$in' needs a non-empty list"),
+    (("query", "x", "--where", '{"topic": {"$eq": 1, "$ne": 2}}'), "exactly one operator"),
 ])
 def test_query_bad_input(ingested: dict[str, str], capsys: pytest.CaptureFixture[str], argv: tuple[str, ...], message: str) -> None:
     code, out, err = run(capsys, *argv)

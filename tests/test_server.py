@@ -207,6 +207,38 @@ def test_bad_filter_and_malformed_json_are_422(client: TestClient) -> None:
     assert response.status_code == 422 and body["error"]["type"] == "validation_error" and body["error"]["details"]
 
 
+@pytest.fixture(scope="module")
+def neutral_index(tiny_models: dict[str, Path], tmp_path_factory: pytest.TempPathFactory) -> Iterator[BabelIndex]:
+    """Two languages with enough chunks each for language-neutral scoring."""
+    index = BabelIndex(_settings(tiny_models, tmp_path_factory.mktemp("neutral-store")))
+    index.ingest_texts([f"Нотатка {i}: у Києві й Львові є річки, мости, ринки і бібліотеки." for i in range(25)]
+                       + [f"Note {i}: the river flows past the old mill and the market square." for i in range(25)],
+                       metadata={"topic": "places"})
+    yield index
+    index.close()
+
+
+@pytest.mark.parametrize("where, fragment", [
+    ({"$in": "ru"}, "'$in'"),
+    ({"language": {"$in": "ru"}}, "non-empty list"),
+    ({"language": ["uk", "ru"]}, '{"$in": [...]}'),
+    ({"topic": None}, "null"),
+    ({"topic": {"$eq": "a", "$ne": "b"}}, "exactly one operator"),
+    ({"$or": [{"topic": "places"}]}, "at least two"),
+    ({"year": {"$gt": "2000"}}, "number"),
+    (["topic", "places"], "where"),
+])
+@pytest.mark.parametrize("neutral", ["on", "off"])
+def test_malformed_where_is_422_in_every_mode(neutral_index: BabelIndex, where: Any, fragment: str, neutral: str) -> None:
+    with TestClient(create_app(index=neutral_index, server_settings=ServerSettings())) as c:
+        response = c.post("/v1/query", json={"query": "river", "where": where, "neutral": neutral})
+        message = _error(response, 422, "validation_error")
+        assert message.startswith("where: ") and fragment in message, message
+        ok = c.post("/v1/query", json={"query": "river", "neutral": neutral, "rerank": False,
+                                       "where": {"$or": [{"topic": "places"}, {"topic": {"$in": ["food", "art"]}}]}})
+        assert ok.status_code == 200 and ok.json()["results"], ok.text
+
+
 def test_unknown_route_and_method(client: TestClient) -> None:
     _error(client.get("/v1/nothing"), 404, "not_found")
     _error(client.get("/v1/query"), 405, "method_not_allowed")

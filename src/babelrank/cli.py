@@ -21,7 +21,8 @@ from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
 from babelrank.config import BACKENDS, ENV_PREFIX, Settings
-from babelrank.errors import BabelrankError, ConfigError, SourceError
+from babelrank.errors import BabelrankError, ConfigError, FilterError, SourceError
+from babelrank.filters import validate_where
 from babelrank.language import UNDETERMINED, normalize_language_code
 
 logger = logging.getLogger("babelrank.cli")
@@ -307,11 +308,9 @@ def cmd_query(args: argparse.Namespace) -> int:
     where = None
     if args.where:
         try:
-            where = json.loads(args.where)
+            where = validate_where(json.loads(args.where))
         except json.JSONDecodeError as exc:
             raise UsageError(f"--where is not valid JSON: {exc}") from None
-        if not isinstance(where, dict):
-            raise UsageError("--where must be a JSON object, e.g. '{\"topic\": \"places\"}'")
     if args.dedup_threshold is not None and not -1.0 <= args.dedup_threshold <= 1.0:
         raise UsageError(f"--dedup-threshold is a cosine in [-1, 1], got {args.dedup_threshold}")
     if args.prefer_margin is not None and args.prefer_margin < 0:
@@ -663,7 +662,8 @@ def configure_logging(verbose: int, quiet: bool) -> None:
 
 def exit_code(exc: BaseException) -> int:
     """2 for bad usage or input, 1 for other failures."""
-    if isinstance(exc, (UsageError, ConfigError, SourceError, FileNotFoundError, NotADirectoryError, IsADirectoryError)):
+    if isinstance(exc, (UsageError, ConfigError, FilterError, SourceError, FileNotFoundError, NotADirectoryError,
+                        IsADirectoryError)):
         return 2
     if isinstance(exc, ValueError) and not isinstance(exc, BabelrankError):
         return 2

@@ -25,3 +25,7 @@ class StoreLockedError(BabelrankError):
 
 class SourceError(BabelrankError, ValueError):
     """An input document cannot be read (empty, binary, not UTF-8, malformed)."""
+
+
+class FilterError(BabelrankError, ValueError):
+    """A metadata filter (a Chroma ``where``) is malformed."""

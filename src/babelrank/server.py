@@ -55,6 +55,7 @@ from babelrank.errors import (
     SourceError,
     StoreLockedError,
 )
+from babelrank.filters import validate_where
 
 logger = logging.getLogger(__name__)
 
@@ -164,6 +165,11 @@ class QueryRequest(BaseModel):
     @classmethod
     def _codes(cls, value: list[str] | None) -> list[str] | None:
         return language_codes(value)
+
+    @field_validator("where")
+    @classmethod
+    def _where(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
+        return validate_where(value)
 
     @field_validator("answer_language")
     @classmethod
