@@ -329,6 +329,14 @@ def classify(exc: BaseException) -> ApiError:
     return ApiError("internal_error", f"internal error ({type(exc).__name__}); see the server log")
 
 
+def core_error_response(method: str, path: str, exc: Exception) -> JSONResponse:
+    """The answer to an exception from the core (server errors are logged, with a traceback for bugs)."""
+    err = classify(exc)
+    if err.status >= 500:
+        logger.error("%s %s failed: %s", method, path, exc, exc_info=err.type == "internal_error")
+    return error_response(err.status, err.type, err.message)
+
+
 def _chroma_bad_input(exc: BaseException) -> bool:
     """Chroma's own 4xx errors (e.g. an invalid `where` filter), which are not ValueErrors."""
     if not type(exc).__module__.startswith("chromadb"):
@@ -359,12 +367,11 @@ def _install_error_handlers(app: FastAPI) -> None:
         return error_response(422, "validation_error", message, errors)
 
     async def _core_error(request: Request, exc: Exception) -> JSONResponse:
-        err = classify(exc)
-        if err.status >= 500:
-            logger.error("%s %s failed: %s", request.method, request.url.path, exc, exc_info=err.type == "internal_error")
-        return error_response(err.status, err.type, err.message)
+        return core_error_response(request.method, request.url.path, exc)
 
-    handled: list[type] = [BabelrankError, ValueError, ConnectionError, Exception]
+    # Not `Exception`: Starlette gives its handler to ServerErrorMiddleware, which re-raises after
+    # answering, and uvicorn then closes the kept-alive connection. InternalErrorMiddleware takes the rest.
+    handled: list[type] = [BabelrankError, ValueError, ConnectionError]
     try:
         from chromadb.errors import ChromaError
 
@@ -443,6 +450,36 @@ class BodyLimitMiddleware:
         except _BodyTooLarge:
             if not started:
                 await too_large(scope, receive, send)
+
+
+class InternalErrorMiddleware:
+    """Answer 500 (``internal_error``) to an exception no handler took, without re-raising it.
+
+    A re-raised exception makes uvicorn close the connection after the answer, so a client's
+    next request on that kept-alive connection would be reset.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def tracking_send(message: Message) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+            await send(message)
+
+        try:
+            await self.app(scope, receive, tracking_send)
+        except Exception as exc:
+            if started:  # half an answer is out: only closing the connection is left
+                raise
+            await core_error_response(scope["method"], scope["path"], exc)(scope, receive, send)
 
 
 # ---- the service -------------------------------------------------------------------------
@@ -566,6 +603,7 @@ def create_app(
     )
     app.state.service = service
     _install_error_handlers(app)
+    app.add_middleware(InternalErrorMiddleware)  # innermost: inside the body limit and auth
     app.add_middleware(BodyLimitMiddleware, max_bytes=server.max_body_bytes)
     app.add_middleware(BearerAuthMiddleware, token=server.api_token)  # outermost: 401 before reading bodies
 
