@@ -233,3 +233,89 @@ def test_writer_runs_jobs_in_order_and_stops_at_the_first_failure() -> None:
     assert done == [1, 2]
     with pytest.raises(OSError, match="disk full"):
         writer.submit(lambda: done.append(5))
+
+
+def _refuse(monkeypatch: pytest.MonkeyPatch, target: Path, obj: object, name: str) -> None:
+    """Make `obj.name(path)` raise PermissionError for `target`: tests run as root, which
+    ignores file modes, so chmod cannot make a file or folder unreadable here."""
+    real = getattr(obj, name)
+
+    def refusing(path, *args, **kwargs):
+        if Path(path) == target:
+            raise PermissionError(13, "Permission denied", str(path))
+        return real(path, *args, **kwargs)
+
+    monkeypatch.setattr(obj, name, refusing)
+
+
+def test_prune_keeps_what_cannot_be_read(make_index, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    index = make_index()
+    folder = tmp_path / "docs"
+    (folder / "sub").mkdir(parents=True)
+    (folder / "sub" / "a.txt").write_text(UK, encoding="utf-8")
+    (folder / "b.txt").write_text(RU, encoding="utf-8")
+    (folder / "c.txt").write_text(EN, encoding="utf-8")
+    index.ingest([folder])
+    stored = set(index.documents())
+    _refuse(monkeypatch, folder / "sub", os, "scandir")
+    _refuse(monkeypatch, folder / "c.txt", Path, "read_bytes")
+    report = index.ingest([folder], prune=True)
+    assert (report.deleted, report.chunks_deleted, report.unchanged) == (0, 0, 1)
+    assert {(Path(s.source).name, s.reason) for s in report.skipped} == {
+        ("sub", "cannot read folder: Permission denied"), ("c.txt", "cannot read file: Permission denied")}
+    assert set(index.documents()) == stored
+
+
+def test_prune_deletes_records_removed_from_a_container(make_index, tmp_path: Path) -> None:
+    index = make_index()
+    folder = tmp_path / "docs"
+    folder.mkdir()
+    records = folder / "r.jsonl"
+    records.write_text(f'{{"id": 1, "text": "{UK}"}}\n{{"id": 2, "text": "{RU}"}}\n{{"id": 3, "text": "{EN}"}}\n', encoding="utf-8")
+    index.ingest([folder])
+    ids = {f"{records.resolve()}#{n}" for n in (1, 2, 3)}
+    assert set(index.documents()) == ids
+    records.write_text(f'{{"id": 1, "text": "{UK}"}}\n{{"id": 3, "text": "{EN}"}}\n', encoding="utf-8")
+    report = index.ingest([folder], prune=True)
+    assert (report.deleted, report.unchanged) == (1, 2)
+    assert set(index.documents()) == ids - {f"{records.resolve()}#2"}
+    assert index.store.docs_state([f"{records.resolve()}#2"]) == {}  # no chunk of it left to find
+    records.write_text(f'{{"id": 1, "text": "{UK}"}}\n{{broken\n', encoding="utf-8")  # unreadable now: all records stay
+    report = index.ingest([records], prune=True)
+    assert report.deleted == 0 and len(report.skipped) == 1
+    assert set(index.documents()) == ids - {f"{records.resolve()}#2"}
+
+
+def test_bad_inputs_are_skipped_and_the_rest_is_ingested(make_index, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    index = make_index()
+    folder = tmp_path / "docs"
+    folder.mkdir()
+    (folder / "good.txt").write_text(EN, encoding="utf-8")
+    (folder / "locked.txt").write_text(UK, encoding="utf-8")
+    (folder / "deep.json").write_text("[" * 100_000 + "]" * 100_000)
+    with open(os.fsencode(folder) + b"/\xcf\xf0\xe8\xe2\xb3\xf2.txt", "wb") as f:  # "Привіт" in cp1251
+        f.write(RU.encode("utf-8"))
+    _refuse(monkeypatch, folder / "locked.txt", Path, "read_bytes")
+    report = index.ingest([folder])
+    assert report.added == 1 and set(index.documents()) == {str((folder / "good.txt").resolve())}
+    reasons = sorted(s.reason.split(";")[0] for s in report.skipped)
+    assert len(reasons) == 3
+    assert reasons[0] == "JSON nested too deeply"
+    assert reasons[1] == "cannot read file: Permission denied"
+    assert reasons[2].startswith("file name is not valid UTF-8")
+
+
+def test_size_limit_setting_skips_big_files(make_index, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    folder = tmp_path / "docs"
+    folder.mkdir()
+    (folder / "big.txt").write_text(EN * 20, encoding="utf-8")
+    (folder / "small.txt").write_text(UK, encoding="utf-8")
+    monkeypatch.setenv("BABELRANK_MAX_FILE_MB", "0.001")
+    index = make_index()
+    assert index.settings.max_file_mb == 0.001
+    report = index.ingest([folder])
+    assert report.added == 1 and [Path(s.source).name for s in report.skipped] == ["big.txt"]
+    assert "over the max_file_mb limit" in report.skipped[0].reason
+    monkeypatch.delenv("BABELRANK_MAX_FILE_MB")
+    report = make_index(collection="default-limit").ingest([folder])
+    assert report.added == 2 and report.skipped == []

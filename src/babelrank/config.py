@@ -41,6 +41,8 @@ class Settings:
         chunk_tokens: chunk size in tokens of the bi-encoder's tokenizer; None = the largest
             that fits the model (`max_seq_length` minus prompt and special tokens), capped at 256.
         chunk_overlap: overlap between consecutive chunks, in tokens (at most a quarter of a chunk).
+        max_file_mb: files read from disk that are larger than this (MB of file) are skipped
+            with that reason instead of ingested; None = no limit.
         embed_batch_size, rerank_batch_size: batch sizes of the two models.
         rerank_max_length: token limit of a (query, chunk) pair for the cross-encoder;
             None = the model's own limit.
@@ -93,6 +95,7 @@ class Settings:
     top_n: int = 5
     chunk_tokens: int | None = None
     chunk_overlap: int = 32
+    max_file_mb: float | None = 100.0
     embed_batch_size: int = 32
     rerank_batch_size: int = 16
     rerank_max_length: int | None = None
@@ -123,6 +126,8 @@ class Settings:
             raise ConfigError(f"chunk_tokens must be >= 8, got {self.chunk_tokens}")
         if self.chunk_overlap < 0:
             raise ConfigError(f"chunk_overlap must be >= 0, got {self.chunk_overlap}")
+        if self.max_file_mb is not None and not self.max_file_mb > 0:
+            raise ConfigError(f"max_file_mb must be > 0 (or none: no limit), got {self.max_file_mb}")
         if self.backend not in BACKENDS:
             raise ConfigError(f"backend must be one of {', '.join(BACKENDS)}, got {self.backend!r}")
         if self.neutral not in get_args(NeutralMode):

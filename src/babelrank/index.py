@@ -111,18 +111,24 @@ class BabelIndex:
         `include`/`exclude` are globs matched against each file's path relative to the folder
         and against its name (`*` also crosses folders, e.g. `uk/*` or `*.md`).
 
-        With `prune=True`, documents stored from a given folder whose files are gone (or no
-        longer match the globs) are deleted. Unreadable files are listed in `report.skipped`.
+        What cannot be read (see `read_paths`) or is over `max_file_mb` is listed in
+        `report.skipped` with its reason; the rest is ingested.
+
+        With `prune=True`, stored documents from the given folders and files that are gone
+        are deleted: files deleted or no longer matching the globs, and records removed from
+        a JSON/JSONL file (its records are its documents). A skipped file or folder keeps
+        all its documents (see `babelrank.sources.vanished`).
         """
+        from babelrank.sources import vanished
+
         paths = [Path(p).expanduser() for p in ([paths] if isinstance(paths, (str, Path)) else paths)]
-        docs, skipped = read_paths(paths, include=include, exclude=exclude, text_field=text_field)
+        docs, skipped = read_paths(
+            paths, include=include, exclude=exclude, text_field=text_field, max_file_mb=self.settings.max_file_mb
+        )
         report = IngestReport(skipped=list(skipped))
         self._ingestor(progress).run(docs, report)
         if prune:
-            seen = {d.source for d in docs} | {s.source for s in skipped}
-            roots = [str(p.resolve()) + os.sep for p in paths if p.is_dir()]
-            gone = [doc_id for doc_id, source in self.documents().items()
-                    if any(source.startswith(r) for r in roots) and source not in seen]
+            gone = vanished(self.documents(), paths, docs, skipped)
             deleted_docs, deleted_chunks = self._ingestor(progress).delete(gone)
             report.deleted += deleted_docs
             report.chunks_deleted += deleted_chunks
