@@ -233,6 +233,37 @@ def test_query_option_errors(ingested: dict[str, str], capsys: pytest.CaptureFix
     assert message in err and "Traceback" not in err
 
 
+@pytest.mark.parametrize("argv, message", [
+    (("-k", "0"), "argument -k/--top-k: must be between 1 and 1000, got 0"),
+    (("-k", "-5"), "argument -k/--top-k: must be between 1 and 1000, got -5"),
+    (("-k", "5000000000"), "argument -k/--top-k: must be between 1 and 1000, got 5000000000"),
+    (("-k", "1001"), "must be between 1 and 1000"),
+    (("-n", "0"), "argument -n/--top-n: must be between 1 and 200, got 0"),
+    (("-n", "-1"), "argument -n/--top-n: must be between 1 and 200, got -1"),
+    (("--top-n", "201"), "must be between 1 and 200"),
+    (("-k", "2.5"), "argument -k/--top-k: not an integer: '2.5'"),
+])
+def test_query_bounds(ingested: dict[str, str], capsys: pytest.CaptureFixture[str], argv: tuple[str, ...], message: str) -> None:
+    code, out, err = run(capsys, "query", "river", *argv)
+    assert code == 2 and out == "" and message in err and "Traceback" not in err, err
+
+
+def test_query_bounds_are_the_http_api_bounds(ingested: dict[str, str], capsys: pytest.CaptureFixture[str]) -> None:
+    from babelrank.config import TOP_K_MAX, TOP_N_MAX
+    from babelrank.server import QueryRequest
+
+    fields = QueryRequest.model_json_schema()["properties"]
+    assert max(s.get("maximum", 0) for s in fields["k"]["anyOf"]) == TOP_K_MAX
+    assert max(s.get("maximum", 0) for s in fields["top_n"]["anyOf"]) == TOP_N_MAX
+    code, out, _ = run(capsys, "info", "--json")
+    chunks = json.loads(out)["chunks"]
+    code, out, err = run(capsys, "query", "river", "-k", str(TOP_K_MAX), "-n", str(TOP_N_MAX), "--json", "--no-rerank",
+                         "--dedup", "off")
+    assert code == 0 and len(out.splitlines()) == chunks, err  # the largest bounds are accepted: every chunk
+    code, _, err = run(capsys, "query", "river", "-k", str(TOP_K_MAX + 1))
+    assert code == 2 and f"between 1 and {TOP_K_MAX}" in err
+
+
 # ---- info / delete -------------------------------------------------------------------------
 def test_info(ingested: dict[str, str], capsys: pytest.CaptureFixture[str]) -> None:
     code, out, _ = run(capsys, "info")

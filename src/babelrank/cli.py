@@ -18,9 +18,9 @@ import shutil
 import sys
 import traceback
 from pathlib import Path
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any, Callable, Iterable, Mapping, Sequence
 
-from babelrank.config import BACKENDS, ENV_PREFIX, Settings
+from babelrank.config import BACKENDS, ENV_PREFIX, TOP_K_MAX, TOP_N_MAX, Settings
 from babelrank.errors import BabelrankError, ConfigError, FilterError, SourceError
 from babelrank.filters import validate_where
 from babelrank.language import UNDETERMINED, normalize_language_code
@@ -259,6 +259,20 @@ def _language_arg(value: str) -> str:
         return language_code(value)
     except ValueError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _count_arg(most: int) -> Callable[[str], int]:
+    """argparse type: an integer from 1 to `most` (the HTTP API's bounds of the same option)."""
+    def parse(value: str) -> int:
+        try:
+            number = int(value)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not an integer: {value!r}") from None
+        if not 1 <= number <= most:
+            raise argparse.ArgumentTypeError(f"must be between 1 and {most}, got {number}")
+        return number
+
+    return parse
 
 
 def _flat(values: Iterable[Sequence[str]] | None) -> list[str] | None:
@@ -575,8 +589,10 @@ def build_parser() -> argparse.ArgumentParser:
                        "  babelrank query 'bicycle repair' --lang uk,ru --json\n"
                        "  babelrank query 'train tickets' --answer-language uk --dedup on --neutral off")
     p.add_argument("text", help="the query, in any language")
-    p.add_argument("-k", "--top-k", dest="k", type=int, metavar="K", help="candidates fetched before rerank (default: setting top_k)")
-    p.add_argument("-n", "--top-n", dest="n", type=int, metavar="N", help="results shown (default: setting top_n)")
+    p.add_argument("-k", "--top-k", dest="k", type=_count_arg(TOP_K_MAX), metavar="K",
+                   help=f"candidates fetched before rerank, 1..{TOP_K_MAX} (default: setting top_k)")
+    p.add_argument("-n", "--top-n", dest="n", type=_count_arg(TOP_N_MAX), metavar="N",
+                   help=f"results shown, 1..{TOP_N_MAX} (default: setting top_n)")
     p.add_argument("--lang", "--languages", dest="lang", action="append", type=_languages_arg, metavar="CODES",
                    help="only chunks in these languages, e.g. uk,ru (repeatable; 'und' = undetermined)")
     p.add_argument("--where", metavar="JSON", help="Chroma metadata filter, e.g. '{\"topic\": \"places\"}'")

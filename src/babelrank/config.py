@@ -16,6 +16,12 @@ NeutralMode = Literal["auto", "on", "off"]
 BACKENDS = ("torch", "onnx", "onnx-int8")
 DedupMode = Literal["auto", "on", "off"]
 
+# Bounds of one query's options, shared by the HTTP API's request model and the CLI's flags (least: 1).
+TOP_K_MAX = 1000
+"""Most candidates one query may fetch from the vector store (``k``/``top_k``, ``-k``)."""
+TOP_N_MAX = 200
+"""Most results one query may return (``top_n``, ``-n``)."""
+
 
 @dataclass(frozen=True)
 class Settings:

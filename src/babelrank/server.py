@@ -46,7 +46,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from babelrank import __version__
 from babelrank.cli import language_code, language_codes, mode_flag, result_dict
-from babelrank.config import ENV_PREFIX, Settings
+from babelrank.config import ENV_PREFIX, TOP_K_MAX, TOP_N_MAX, Settings
 from babelrank.errors import (
     BabelrankError,
     ConfigError,
@@ -140,9 +140,9 @@ class QueryRequest(BaseModel):
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
     query: str = Field(min_length=1, description="The query text, any language.")
-    k: int | None = Field(None, ge=1, le=1000, validation_alias=AliasChoices("k", "top_k"),
+    k: int | None = Field(None, ge=1, le=TOP_K_MAX, validation_alias=AliasChoices("k", "top_k"),
                           description="Candidates fetched from the vector store (default: setting top_k).")
-    top_n: int | None = Field(None, ge=1, le=200, description="Results returned (default: setting top_n).")
+    top_n: int | None = Field(None, ge=1, le=TOP_N_MAX, description="Results returned (default: setting top_n).")
     languages: list[str] | None = Field(None, description="Only chunks in these languages (ISO 639-1 or 639-3; "
                                         "\"und\" = undetermined), e.g. [\"uk\", \"ru\"].")
     where: dict[str, Any] | None = Field(None, description="Chroma metadata filter, e.g. {\"topic\": \"places\"}.")
