@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import logging
 import os
@@ -339,18 +340,55 @@ def test_serve_hands_the_backend_to_its_workers(env: dict[str, str], monkeypatch
 
     from babelrank.server import SERVE_CONFIG_ENV, app_from_env
 
-    for name in (SERVE_CONFIG_ENV, "BABELRANK_MAX_BODY_BYTES", "BABELRANK_MAX_QUERY_CHARS"):
+    for name in (SERVE_CONFIG_ENV, *(cli.ENV_PREFIX + key.upper() for key in cli.SERVER_KEYS)):
         monkeypatch.setenv(name, "")  # restored after the test: serve writes these for its workers
+    monkeypatch.setenv("BABELRANK_ALLOWED_ORIGINS", "https://app.example, https://admin.example")
     calls: list[dict[str, Any]] = []
     monkeypatch.setattr(uvicorn, "run", lambda *a, **k: calls.append(k))
     code, _, err = run(capsys, "serve", "--workers", "2", "--chroma-host", "localhost", "--backend", "onnx-int8",
-                       "--language-backend", "fast", "--expected-languages", "uk,ru", "--quiet")
+                       "--language-backend", "fast", "--expected-languages", "uk,ru", "--host", "api.example", "--quiet")
     assert code == 0, err
     assert calls and calls[0]["workers"] == 2
     handed = json.loads(os.environ[SERVE_CONFIG_ENV])
     assert (handed["backend"], handed["language_backend"], handed["expected_languages"]) == ("onnx-int8", "fast", ["uk", "ru"])
     app = app_from_env()
     assert app.state.service.settings.backend == "onnx-int8"
+    server = app.state.service.server
+    assert server.allowed_hosts == ("api.example",)  # the bound name, for the Host check
+    assert server.allowed_origins == ("https://app.example", "https://admin.example")
+
+
+def test_server_keys_are_the_server_settings() -> None:
+    from babelrank.server import ServerSettings
+
+    assert set(cli.SERVER_KEYS) == {f.name for f in dataclasses.fields(ServerSettings)}
+
+
+def test_serve_refuses_a_blank_token(env: dict[str, str], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    import uvicorn
+
+    monkeypatch.setattr(uvicorn, "run", lambda *a, **k: pytest.fail("served with a blank token"))
+    monkeypatch.setenv("BABELRANK_API_TOKEN", "   ")
+    code, out, err = run(capsys, "serve", "--port", str(_free_port()))
+    assert code == 2 and out == ""
+    assert "BABELRANK_API_TOKEN" in err and "blank" in err and len(err.strip().splitlines()) == 1
+
+
+def test_serve_answers_its_bound_name_only(ingested: dict[str, str], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    import uvicorn
+    from fastapi.testclient import TestClient
+
+    statuses: dict[str, int] = {}
+
+    def fake_run(app: Any, **kwargs: Any) -> None:
+        with TestClient(app, base_url="http://127.0.0.1") as c:
+            for host in ("babel.internal:8000", "localhost", "127.0.0.1:8000", "rebound.example"):
+                statuses[host] = c.get("/v1/collections", headers={"Host": host}).status_code
+
+    monkeypatch.setattr(uvicorn, "run", fake_run)
+    code, _, err = run(capsys, "serve", "--host", "babel.internal", "--quiet")
+    assert code == 0, err
+    assert statuses == {"babel.internal:8000": 200, "localhost": 200, "127.0.0.1:8000": 200, "rebound.example": 403}
 
 
 def test_store_flag_beats_chroma_host_from_env() -> None:

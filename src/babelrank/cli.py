@@ -29,7 +29,8 @@ logger = logging.getLogger("babelrank.cli")
 
 PROG = "babelrank"
 CONFIG_ENV = ENV_PREFIX + "CONFIG"
-SERVER_KEYS = ("api_token", "max_body_bytes", "max_query_chars")
+SERVER_KEYS = ("api_token", "max_body_bytes", "max_query_chars", "allowed_hosts", "allowed_origins")  # ServerSettings
+WILDCARD_HOSTS = ("0.0.0.0", "::", "")
 # flag dest -> Settings field
 FLAG_SETTINGS = {
     "embed_model": "embed_model",
@@ -451,12 +452,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from babelrank.server import SERVE_CONFIG_ENV, create_app, settings_to_json
 
     settings = settings_from_args(args)
-    server = server_settings_from_args(args)
+    server = _serve_settings(args)
     if args.workers < 1:
         raise UsageError("--workers must be >= 1")
-    if args.host not in ("127.0.0.1", "localhost", "::1") and not server.api_token:
-        logger.warning("serving on %s without an API token: anyone who can reach it can read and change the "
-                       "collection (set BABELRANK_API_TOKEN)", args.host)
     log_level = "warning" if args.quiet else ("debug" if (args.verbose or 0) > 1 else "info")
     where = f"http://{args.host}:{args.port}"
     if args.workers > 1:
@@ -464,10 +462,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
             raise UsageError("--workers > 1 needs a Chroma server: an embedded store allows one process. "
                              "Start `chroma run --path DIR --port 8001` and pass --chroma-host/--chroma-port")
         os.environ[SERVE_CONFIG_ENV] = json.dumps(settings_to_json(settings))
-        for name in SERVER_KEYS:
-            value = getattr(server, name)
-            if value is not None:
-                os.environ[ENV_PREFIX + name.upper()] = str(value)
+        os.environ.update(server.to_env())
         if not args.quiet:
             print(f"{PROG}: serving collection {settings.collection!r} on {where} with {args.workers} workers "
                   f"(API docs: {where}/docs)", file=sys.stderr)
@@ -486,6 +481,19 @@ def cmd_serve(args: argparse.Namespace) -> int:
     finally:
         index.close()
     return 0
+
+
+def _serve_settings(args: argparse.Namespace) -> Any:
+    """`ServerSettings` of ``serve``: the bound name (``--host``) is one the server answers to."""
+    server = server_settings_from_args(args)
+    if args.host not in WILDCARD_HOSTS and args.host not in server.allowed_hosts:
+        server = dataclasses.replace(server, allowed_hosts=(*server.allowed_hosts, args.host))
+    if args.host not in ("127.0.0.1", "localhost", "::1") and not server.api_token:
+        logger.warning("serving on %s without an API token: anyone who can reach it can read and change the "
+                       "collection (set BABELRANK_API_TOKEN); it answers requests addressed to its IP addresses, "
+                       "localhost and %s (add names with BABELRANK_ALLOWED_HOSTS)", args.host,
+                       ", ".join(server.allowed_hosts) or "no other name")
+    return server
 
 
 # ---- parser --------------------------------------------------------------------------------

@@ -158,19 +158,19 @@ class Settings:
         for f in fields(cls):
             raw = env.get(ENV_PREFIX + f.name.upper())
             if raw is not None and raw != "":
-                values[f.name] = _parse(f.name, raw, hints[f.name])
+                values[f.name] = parse_setting(f.name, raw, hints[f.name])
         for name, value in overrides.items():
             if name not in hints:
                 raise ConfigError(f"unknown setting {name!r}; known: {', '.join(sorted(hints))}")
             if value is not None:
-                values[name] = _coerce(name, value, hints[name])
+                values[name] = coerce_setting(name, value, hints[name])
         return cls(**values)
 
     def replace(self, **changes: Any) -> "Settings":
         """A copy with some fields changed (values are coerced like `from_env` overrides)."""
         hints = get_type_hints(type(self))
         return dataclasses.replace(
-            self, **{k: _coerce(k, v, hints[k]) if v is not None else v for k, v in changes.items()}
+            self, **{k: coerce_setting(k, v, hints[k]) if v is not None else v for k, v in changes.items()}
         )
 
 
@@ -183,7 +183,8 @@ def _base_type(tp: Any) -> Any:
     return tp
 
 
-def _parse(name: str, raw: str, tp: Any) -> Any:
+def parse_setting(name: str, raw: str, tp: Any) -> Any:
+    """The value of setting `name` (type `tp`) from its ``BABELRANK_*`` text: 1/0, true/false, a, b, none."""
     base = _base_type(tp)
     if get_origin(base) is tuple or base is tuple:
         return tuple(x.strip() for x in raw.split(",") if x.strip())
@@ -196,10 +197,11 @@ def _parse(name: str, raw: str, tp: Any) -> Any:
         raise ConfigError(f"{ENV_PREFIX}{name.upper()}={raw!r} is not a boolean (use 1/0, true/false)")
     if raw.strip().lower() == "none" and base in (int, float) and type(None) in get_args(tp):
         return None
-    return _coerce(name, raw, tp)
+    return coerce_setting(name, raw, tp)
 
 
-def _coerce(name: str, value: Any, tp: Any) -> Any:
+def coerce_setting(name: str, value: Any, tp: Any) -> Any:
+    """A keyword or config-file value of setting `name` as type `tp` (ConfigError when it cannot be)."""
     base = _base_type(tp)
     try:
         if get_origin(base) is tuple or base is tuple:

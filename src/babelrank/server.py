@@ -34,7 +34,7 @@ import tempfile
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, AsyncIterator, Callable, Literal, Mapping, TypeVar
+from typing import Any, AsyncIterator, Callable, Literal, Mapping, TypeVar, get_type_hints
 
 from fastapi import FastAPI, HTTPException, Request
 from fastapi.encoders import jsonable_encoder
@@ -46,7 +46,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from babelrank import __version__
 from babelrank.cli import language_code, language_codes, mode_flag, result_dict
-from babelrank.config import ENV_PREFIX, TOP_K_MAX, TOP_N_MAX, Settings
+from babelrank.config import ENV_PREFIX, TOP_K_MAX, TOP_N_MAX, Settings, coerce_setting, parse_setting
 from babelrank.errors import (
     BabelrankError,
     ConfigError,
@@ -65,6 +65,7 @@ T = TypeVar("T")
 ERROR_TYPES: dict[str, int] = {
     "bad_request": 400,
     "unauthorized": 401,
+    "forbidden": 403,
     "not_found": 404,
     "method_not_allowed": 405,
     "model_mismatch": 409,
@@ -77,7 +78,7 @@ ERROR_TYPES: dict[str, int] = {
     "store_unavailable": 503,
     "model_unavailable": 503,
 }
-_STATUS_TYPES = {400: "bad_request", 401: "unauthorized", 404: "not_found", 405: "method_not_allowed",
+_STATUS_TYPES = {400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "not_found", 405: "method_not_allowed",
                  413: "payload_too_large", 415: "unsupported_media_type", 422: "validation_error"}
 SERVE_CONFIG_ENV = ENV_PREFIX + "SERVE_CONFIG"  # JSON settings handed to `uvicorn --workers` processes
 
@@ -87,47 +88,69 @@ SERVE_CONFIG_ENV = ENV_PREFIX + "SERVE_CONFIG"  # JSON settings handed to `uvico
 class ServerSettings:
     """Settings of the HTTP layer only (the index is configured by `Settings`).
 
+    Each can also be set by ``BABELRANK_<NAME>`` (e.g. ``BABELRANK_ALLOWED_ORIGINS``; lists are
+    comma-separated; an empty variable counts as unset); keywords win.
+
     Attributes:
-        api_token: when set, every endpoint except ``/health`` needs ``Authorization: Bearer <token>``
-            (env ``BABELRANK_API_TOKEN``).
-        max_body_bytes: largest request body accepted; larger ones get 413
-            (env ``BABELRANK_MAX_BODY_BYTES``, default 10 MiB).
-        max_query_chars: longest query accepted; longer ones get 422
-            (env ``BABELRANK_MAX_QUERY_CHARS``, default 2000).
+        api_token: when set, every endpoint except ``/health`` needs ``Authorization: Bearer <token>``.
+            A blank token is refused (`ConfigError`) rather than read as "no token".
+        max_body_bytes: largest request body accepted; larger ones get 413 (default 10 MiB).
+        max_query_chars: longest query accepted; longer ones get 422 (default 2000).
+        allowed_hosts: without a token, the names the server answers to besides the loopback
+            names (``localhost``, ``127.0.0.1``, ``::1``) and the address a request arrived at
+            (``babelrank serve --host NAME`` adds NAME); a request whose ``Host`` header names
+            another gets 403, so a web page whose own name was made to resolve to this server
+            (DNS rebinding) cannot use it. ``*`` = any name. Not checked when a token is set.
+        allowed_origins: web origins (``https://app.example``) whose pages may call the API from
+            a browser; ``*`` = any. A request whose ``Origin`` header names another origin than
+            the server's own gets 403, token or not; requests without one (curl, programs) pass.
     """
 
     api_token: str | None = None
     max_body_bytes: int = 10 * 1024 * 1024
     max_query_chars: int = 2000
+    allowed_hosts: tuple[str, ...] = ()
+    allowed_origins: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
-        if self.max_body_bytes < 1:
-            raise ConfigError(f"max_body_bytes must be >= 1, got {self.max_body_bytes}")
-        if self.max_query_chars < 1:
-            raise ConfigError(f"max_query_chars must be >= 1, got {self.max_query_chars}")
+        if self.api_token is not None and not self.api_token.strip():
+            raise ConfigError(f"api_token ({ENV_PREFIX}API_TOKEN) is blank: set a real token "
+                              "(e.g. `openssl rand -hex 32`), or unset it to serve without authentication")
+        for name in ("max_body_bytes", "max_query_chars"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
+        for origin in self.allowed_origins:
+            if origin != "*" and "://" not in origin:
+                raise ConfigError(f"allowed_origins: {origin!r} is not a web origin; write scheme://host[:port], "
+                                  "e.g. https://app.example")
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> "ServerSettings":
-        """Read ``BABELRANK_API_TOKEN`` / ``_MAX_BODY_BYTES`` / ``_MAX_QUERY_CHARS``; keywords win."""
+        """Read the ``BABELRANK_<NAME>`` variables of these settings; keywords win."""
         env = os.environ if env is None else env
-        values: dict[str, Any] = {}
-        for f in dataclasses.fields(cls):
-            raw = env.get(ENV_PREFIX + f.name.upper())
-            if raw:
-                values[f.name] = raw
-        values.update({k: v for k, v in overrides.items() if v is not None})
-        unknown = set(values) - {f.name for f in dataclasses.fields(cls)}
+        hints = get_type_hints(cls)
+        unknown = set(overrides) - set(hints)
         if unknown:
-            raise ConfigError(f"unknown server setting(s): {', '.join(sorted(unknown))}")
-        for name in ("max_body_bytes", "max_query_chars"):
-            if name in values:
-                try:
-                    values[name] = int(values[name])
-                except (TypeError, ValueError):
-                    raise ConfigError(f"{name} must be an integer, got {values[name]!r}") from None
-        if "api_token" in values:
-            values["api_token"] = str(values["api_token"]).strip() or None
+            raise ConfigError(f"unknown server setting(s): {', '.join(sorted(unknown))}; known: {', '.join(hints)}")
+        values = {name: parse_setting(name, raw, tp) for name, tp in hints.items()
+                  if (raw := env.get(ENV_PREFIX + name.upper()))}
+        values.update({k: coerce_setting(k, v, hints[k]) for k, v in overrides.items() if v is not None})
         return cls(**values)
+
+    def to_env(self) -> dict[str, str]:
+        """These settings as ``BABELRANK_*`` variables, for worker processes (unset ones left out)."""
+        out: dict[str, str] = {}
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if value is not None and value != ():
+                out[ENV_PREFIX + f.name.upper()] = _env_text(value)
+        return out
+
+
+def _env_text(value: Any) -> str:
+    if isinstance(value, tuple):
+        return ",".join(value)
+    return str(value).lower() if isinstance(value, bool) else str(value)
 
 
 # ---- request / response models -----------------------------------------------------------
@@ -274,7 +297,9 @@ class ErrorResponse(BaseModel):
 
 _ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
     401: {"model": ErrorResponse, "description": "Missing or wrong bearer token (when BABELRANK_API_TOKEN is set)"},
+    403: {"model": ErrorResponse, "description": "Foreign Origin, or (without a token) a Host name not allowed"},
     413: {"model": ErrorResponse, "description": "Request body over the limit"},
+    415: {"model": ErrorResponse, "description": "A body that is not application/json (or multipart where documented)"},
     422: {"model": ErrorResponse, "description": "Invalid request"},
     503: {"model": ErrorResponse, "description": "Not ready, or the store/model is unavailable"},
 }
@@ -383,12 +408,88 @@ def _install_error_handlers(app: FastAPI) -> None:
 
 
 # ---- ASGI middleware ---------------------------------------------------------------------
+LOOPBACK_HOSTS = ("localhost", "127.0.0.1", "::1")
+MULTIPART_PATHS = ("/v1/documents",)
+"""Paths that take multipart/form-data besides JSON (file uploads); every other body must be JSON."""
+
+
+class RequestGuardMiddleware:
+    """Refuse requests a web page on another site could make a browser send.
+
+    * ``Host`` (only when `check_host`, i.e. without a token): the loopback names, the address
+      the request arrived at, or one of `hosts` (against DNS rebinding).
+    * ``Origin``, when present: the server's own origin (the same host and port as ``Host``)
+      or one of `origins`.
+    * POST/PUT/PATCH bodies: ``application/json`` (multipart/form-data on `MULTIPART_PATHS`),
+      so no cross-site form or Content-Type-less fetch, which browsers send without asking
+      the server first, reaches an endpoint.
+    """
+
+    def __init__(self, app: ASGIApp, *, check_host: bool, hosts: tuple[str, ...], origins: tuple[str, ...],
+                 exempt: tuple[str, ...] = ("/health",)) -> None:
+        self.app = app
+        self.check_host = check_host and "*" not in hosts
+        self.hosts = {_host_name(h) for h in (*LOOPBACK_HOSTS, *hosts)}
+        self.origins = {o.lower().rstrip("/") for o in origins}
+        self.exempt = exempt
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        problem = self.problem(scope) if scope["type"] == "http" else None
+        if problem is None:
+            await self.app(scope, receive, send)
+            return
+        await error_response(ERROR_TYPES[problem[0]], *problem)(scope, receive, send)
+
+    def problem(self, scope: Scope) -> tuple[str, str] | None:
+        """(error type, message) of a request to refuse, else None."""
+        headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope.get("headers") or ()}
+        host = headers.get("host", "")
+        if self.check_host and scope["path"] not in self.exempt and not self._host_allowed(host, scope):
+            return "forbidden", (f"Host {host!r} is not allowed: without an API token the server answers only to "
+                                 f"{', '.join(sorted(self.hosts))} and its own addresses (against DNS rebinding); "
+                                 f"add the name to {ENV_PREFIX}ALLOWED_HOSTS, or set {ENV_PREFIX}API_TOKEN")
+        origin = headers.get("origin")
+        if origin is not None and not self._origin_allowed(origin, host):
+            return "forbidden", (f"requests from the web origin {origin!r} are refused; "
+                                 f"allow it with {ENV_PREFIX}ALLOWED_ORIGINS")
+        if scope["method"] in ("POST", "PUT", "PATCH"):
+            media = headers.get("content-type", "").split(";")[0].strip().lower()
+            multipart = scope["path"] in MULTIPART_PATHS
+            if not (media == "application/json" or (media.startswith("application/") and media.endswith("+json"))
+                    or (multipart and media == "multipart/form-data")):
+                wanted = "application/json" + (" or multipart/form-data" if multipart else "")
+                return "unsupported_media_type", f"send Content-Type: {wanted}, not {media or 'none'}"
+        return None
+
+    def _host_allowed(self, host: str, scope: Scope) -> bool:
+        name = _host_name(host)
+        arrived_at = (scope.get("server") or ("",))[0]
+        return name in self.hosts or (bool(name) and name == _host_name(str(arrived_at)))
+
+    def _origin_allowed(self, origin: str, host: str) -> bool:
+        origin = origin.strip().lower().rstrip("/")
+        if "*" in self.origins or origin in self.origins:
+            return True
+        scheme, sep, authority = origin.partition("://")
+        return bool(sep) and scheme in ("http", "https") and authority == host.strip().lower()
+
+
+def _host_name(host: str) -> str:
+    """The name in a ``Host`` header or setting, without port, brackets or a final dot, lower case."""
+    host = host.strip().lower()
+    if host.startswith("["):
+        host = host[1:].partition("]")[0]
+    elif host.count(":") == 1:
+        host = host.partition(":")[0]
+    return host.rstrip(".")
+
+
 class BearerAuthMiddleware:
     """Require ``Authorization: Bearer <token>`` on every HTTP path except those exempt."""
 
     def __init__(self, app: ASGIApp, token: str | None, exempt: tuple[str, ...] = ("/health",)) -> None:
         self.app = app
-        self.token = token.encode() if token else None
+        self.token = token.strip().encode() if token else None
         self.exempt = exempt
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -605,7 +706,9 @@ def create_app(
     _install_error_handlers(app)
     app.add_middleware(InternalErrorMiddleware)  # innermost: inside the body limit and auth
     app.add_middleware(BodyLimitMiddleware, max_bytes=server.max_body_bytes)
-    app.add_middleware(BearerAuthMiddleware, token=server.api_token)  # outermost: 401 before reading bodies
+    app.add_middleware(BearerAuthMiddleware, token=server.api_token)  # 401 before reading bodies
+    app.add_middleware(RequestGuardMiddleware, check_host=server.api_token is None,  # outermost
+                       hosts=server.allowed_hosts, origins=server.allowed_origins)
 
     @app.get("/health", response_model=HealthResponse, tags=["service"])
     async def health() -> dict[str, Any]:
@@ -659,10 +762,8 @@ def create_app(
         content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
         if content_type == "multipart/form-data":
             docs, skipped = await _read_uploads(request, service)
-        elif content_type in ("application/json", "") or content_type.endswith("+json"):
+        else:  # JSON: RequestGuardMiddleware lets nothing else through
             docs, skipped = await _read_json_documents(request)
-        else:
-            raise ApiError("unsupported_media_type", f"send application/json or multipart/form-data, not {content_type!r}")
         async with service.writing():
             report = await service.run(idx.ingest_documents, docs, progress=False) if docs else None
         from babelrank.ingest import IngestReport
