@@ -70,15 +70,7 @@ def read_paths(
     docs: list[SourceDocument] = []
     skipped: list[Skipped] = []
     for raw in paths:
-        path = Path(raw).expanduser()
-        kind = _kind(path)
-        if kind == _MISSING:
-            raise SourceError(f"no such file or folder: {raw}")
-        if kind in (_FOLDER, _LINKED_FOLDER):
-            entries: Iterable[tuple[Path, str]] = _walk(path.resolve(), path.resolve(), include, exclude)
-        else:
-            entries = [(Path(os.path.abspath(path)), kind)]
-        for entry, kind in entries:
+        for entry, kind in _entries(raw, include, exclude):
             if kind != _FILE:
                 skipped.append(_skip(entry, kind))
                 continue
@@ -87,6 +79,17 @@ def read_paths(
             except SourceError as exc:
                 skipped.append(_skip(entry.resolve(), str(exc)))
     return docs, skipped
+
+
+def _entries(raw: str | Path, include: Sequence[str], exclude: Sequence[str]) -> Iterable[tuple[Path, str]]:
+    """`(path, kind)` of a path given to `read_paths`: the entries of a folder, or itself."""
+    path = Path(raw).expanduser()
+    kind = _kind(path)
+    if kind == _MISSING:
+        raise SourceError(f"no such file or folder: {raw}")
+    if kind in (_FOLDER, _LINKED_FOLDER):
+        return _walk(path.resolve(), path.resolve(), include, exclude)
+    return [(path.parent.resolve() / path.name, kind)]
 
 
 def _walk(folder: Path, root: Path, include: Sequence[str], exclude: Sequence[str]) -> Iterator[tuple[Path, str]]:
