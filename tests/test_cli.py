@@ -343,6 +343,7 @@ def test_serve_hands_the_backend_to_its_workers(env: dict[str, str], monkeypatch
     for name in (SERVE_CONFIG_ENV, *(cli.ENV_PREFIX + key.upper() for key in cli.SERVER_KEYS)):
         monkeypatch.setenv(name, "")  # restored after the test: serve writes these for its workers
     monkeypatch.setenv("BABELRANK_ALLOWED_ORIGINS", "https://app.example, https://admin.example")
+    monkeypatch.setenv("BABELRANK_EXPOSE_PATHS", "false")
     calls: list[dict[str, Any]] = []
     monkeypatch.setattr(uvicorn, "run", lambda *a, **k: calls.append(k))
     code, _, err = run(capsys, "serve", "--workers", "2", "--chroma-host", "localhost", "--backend", "onnx-int8",
@@ -356,6 +357,7 @@ def test_serve_hands_the_backend_to_its_workers(env: dict[str, str], monkeypatch
     server = app.state.service.server
     assert server.allowed_hosts == ("api.example",)  # the bound name, for the Host check
     assert server.allowed_origins == ("https://app.example", "https://admin.example")
+    assert server.expose_paths is False
 
 
 def test_server_keys_are_the_server_settings() -> None:

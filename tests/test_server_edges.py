@@ -179,3 +179,108 @@ def test_a_blank_token_is_refused(token: str) -> None:
     with pytest.raises(ConfigError, match="BABELRANK_API_TOKEN"):
         ServerSettings.from_env({"BABELRANK_API_TOKEN": token})
     assert ServerSettings.from_env({"BABELRANK_API_TOKEN": ""}).api_token is None  # unset
+
+
+# ---- item: queries do not wait behind an ingest ------------------------------------------------
+def test_a_query_does_not_wait_for_a_whole_ingest(index: BabelIndex, monkeypatch: pytest.MonkeyPatch) -> None:
+    events: list[str] = []
+    real_ingest, real_search = index.ingest_documents, index.search
+
+    def slow_ingest(docs: Any, **kwargs: Any) -> Any:
+        events.append("ingest started")
+        time.sleep(0.3)  # a slow model
+        report = real_ingest(docs, **kwargs)
+        events.append("ingest")
+        return report
+
+    def search(query: str, **kwargs: Any) -> Any:
+        events.append("query")
+        return real_search(query, **kwargs)
+
+    monkeypatch.setattr(index, "ingest_documents", slow_ingest)
+    monkeypatch.setattr(index, "search", search)
+    app = create_app(index=index, server_settings=ServerSettings(ingest_slice_chars=200))
+    docs = [{"id": f"d{i}", "text": f"Document {i} is about rivers, mills and bridges. " * 3} for i in range(6)]
+
+    async def main() -> tuple[httpx.Response, httpx.Response]:
+        async with app.router.lifespan_context(app):
+            transport = httpx.ASGITransport(app=app)
+            async with httpx.AsyncClient(transport=transport, base_url="http://localhost", timeout=120) as ac:
+                ingest = asyncio.create_task(ac.post("/v1/documents", json={"documents": docs}))
+                while "ingest started" not in events:
+                    await asyncio.sleep(0.01)
+                query = await ac.post("/v1/query", json={"query": "river", "rerank": False})
+                return query, await ingest
+
+    query, ingest = asyncio.run(main())
+    assert query.status_code == 200 and ingest.status_code == 200
+    done = [e for e in events if e in ("query", "ingest")]
+    assert done.index("query") < len(done) - 1, events  # answered before the ingest finished
+    report = ingest.json()
+    assert report["documents"] == report["added"] == 6 and report["chunks_written"] >= 6
+    assert {f"d{i}" for i in range(6)} <= set(index.documents())
+
+
+def test_ingest_slices_keep_duplicate_ids_together(index: BabelIndex) -> None:
+    docs = [{"id": "same", "text": "First version of the document about the river."},
+            {"id": "other", "text": "Another document about the old mill and the bridge."},
+            {"id": "same", "text": "Second version, which must be skipped as a duplicate."}]
+    with TestClient(create_app(index=index, server_settings=ServerSettings(ingest_slice_chars=10))) as c:
+        report = c.post("/v1/documents", json={"documents": docs}).json()
+    assert report["documents"] == 2 and report["added"] == 2
+    assert [s["reason"] for s in report["skipped"]] == ["duplicate document id same"]
+    stored = index.store.collection.get(where={"doc_id": "same"}, include=["documents"])["documents"]
+    assert stored == ["First version of the document about the river."]
+
+
+# ---- item: server paths in answers -----------------------------------------------------------
+@pytest.fixture
+def file_index(make_index: Callable[..., BabelIndex], tmp_path: Path) -> BabelIndex:
+    """examples/data plus 24 more files (enough chunks for dedup), ingested from server folders."""
+    more = tmp_path / "more"
+    more.mkdir()
+    for i in range(12):
+        (more / f"uk{i}.txt").write_text(f"Нотатка {i}: у Львові є річка, міст і ринок.", encoding="utf-8")
+        (more / f"en{i}.txt").write_text(f"Note {i}: in Lviv there is a river, a bridge and a market.", encoding="utf-8")
+    index = make_index()
+    index.ingest([DATA, more])
+    return index
+
+
+def _answers(index: BabelIndex, server: ServerSettings) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    headers = {"Authorization": f"Bearer {server.api_token}"} if server.api_token else {}
+    with TestClient(create_app(index=index, server_settings=server), headers=headers) as c:
+        info = c.get("/v1/collections").json()["collections"][0]
+        body = c.post("/v1/query", json={"query": "river bridge", "top_n": 5, "rerank": False, "dedup": "on",
+                                         "dedup_threshold": -1}).json()
+    return info, body["results"]
+
+
+def _strings(value: Any) -> Iterator[str]:
+    if isinstance(value, str):
+        yield value
+    elif isinstance(value, dict):
+        for v in value.values():
+            yield from _strings(v)
+    elif isinstance(value, list):
+        for v in value:
+            yield from _strings(v)
+
+
+def test_server_paths_are_hidden_when_a_token_is_set(file_index: BabelIndex, tmp_path: Path) -> None:
+    folders = (str(tmp_path), str(DATA.resolve()))
+    info, results = _answers(file_index, ServerSettings())  # no token: a local server, paths shown
+    assert info["store"] == str(file_index.store.location) and Path(info["store"]).is_absolute()
+    assert Path(results[0]["source"]).is_absolute() and results[0]["alternates"]
+
+    info, results = _answers(file_index, ServerSettings(api_token="t"))
+    assert [s for s in _strings([info, results]) if any(f in s for f in folders)] == []
+    assert info["store"] == "store" and info["model"] == "tiny-bi"  # folder names only
+    top = results[0]
+    assert top["alternates"] and "/" not in top["source"] and top["doc_id"].startswith(top["source"])
+    assert top["id"].startswith(top["doc_id"] + "::")
+
+    info, results = _answers(file_index, ServerSettings(api_token="t", expose_paths=True))
+    assert info["store"] == str(file_index.store.location) and Path(results[0]["source"]).is_absolute()
+    info, _ = _answers(file_index, ServerSettings(expose_paths=False))
+    assert info["store"] == "store"

@@ -29,7 +29,8 @@ logger = logging.getLogger("babelrank.cli")
 
 PROG = "babelrank"
 CONFIG_ENV = ENV_PREFIX + "CONFIG"
-SERVER_KEYS = ("api_token", "max_body_bytes", "max_query_chars", "allowed_hosts", "allowed_origins")  # ServerSettings
+SERVER_KEYS = ("api_token", "max_body_bytes", "max_query_chars", "allowed_hosts", "allowed_origins", "expose_paths",
+               "ingest_slice_chars")  # the fields of babelrank.server.ServerSettings
 WILDCARD_HOSTS = ("0.0.0.0", "::", "")
 # flag dest -> Settings field
 FLAG_SETTINGS = {

@@ -13,12 +13,15 @@ Design:
 * Models (bi-encoder, reranker, lingua's language models) load once, at start-up (lifespan), before the first request is accepted.
 * All model and store work runs on one dedicated worker thread, so the event loop is never
   blocked. One thread, because the tokenizers and lazily-initialised parts of the core are not
-  safe to share between threads; requests queue in FIFO order behind it. Writes (ingest,
-  delete) are additionally serialised with an `asyncio.Lock`.
+  safe to share between threads (the chunker and the encoder share a tokenizer); jobs queue in
+  FIFO order behind it. Writes (ingest, delete) are additionally serialised with an
+  `asyncio.Lock`, and an ingest request is one job per slice of documents
+  (`ServerSettings.ingest_slice_chars`), so a query waits for one slice, not a whole ingest.
 * Errors are JSON ``{"error": {"type": ..., "message": ...}}`` (422 validation errors add
-  ``"details"``), with the status codes listed in `ERROR_TYPES`.
-* Server-only settings (`ServerSettings`) come from ``BABELRANK_API_TOKEN``,
-  ``BABELRANK_MAX_BODY_BYTES`` and ``BABELRANK_MAX_QUERY_CHARS``.
+  ``"details"``), with the status codes listed in `ERROR_TYPES`; none closes the connection.
+* `RequestGuardMiddleware` refuses what a page on another site could make a browser send:
+  bodies that are not JSON, foreign ``Origin`` headers and, without a token, foreign ``Host`` names.
+* Server-only settings (`ServerSettings`) come from ``BABELRANK_<NAME>`` variables.
 """
 
 from __future__ import annotations
@@ -31,10 +34,11 @@ import logging
 import os
 import secrets
 import tempfile
+from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, AsyncIterator, Callable, Literal, Mapping, TypeVar, get_type_hints
+from typing import Any, AsyncIterator, Callable, Literal, Mapping, Sequence, TypeVar, get_type_hints
 
 from fastapi import FastAPI, HTTPException, Request
 from fastapi.encoders import jsonable_encoder
@@ -104,6 +108,14 @@ class ServerSettings:
         allowed_origins: web origins (``https://app.example``) whose pages may call the API from
             a browser; ``*`` = any. A request whose ``Origin`` header names another origin than
             the server's own gets 403, token or not; requests without one (curl, programs) pass.
+        expose_paths: show server file paths in answers (the store and model folders in
+            ``/v1/collections``; the folders of files ingested on the server in results' ``source``,
+            ``doc_id`` and chunk ids, which then show the file name only); None (default) = only
+            when no token is set.
+        ingest_slice_chars: an ingest request's documents go to the model thread in slices of about
+            this many characters (a longer document alone), and queries that arrive meanwhile run
+            between two slices instead of after the whole request (default 20 000: some 20-25
+            chunks of 256 tokens). One document longer than a slice is still one job.
     """
 
     api_token: str | None = None
@@ -111,12 +123,14 @@ class ServerSettings:
     max_query_chars: int = 2000
     allowed_hosts: tuple[str, ...] = ()
     allowed_origins: tuple[str, ...] = ()
+    expose_paths: bool | None = None
+    ingest_slice_chars: int = 20_000
 
     def __post_init__(self) -> None:
         if self.api_token is not None and not self.api_token.strip():
             raise ConfigError(f"api_token ({ENV_PREFIX}API_TOKEN) is blank: set a real token "
                               "(e.g. `openssl rand -hex 32`), or unset it to serve without authentication")
-        for name in ("max_body_bytes", "max_query_chars"):
+        for name in ("max_body_bytes", "max_query_chars", "ingest_slice_chars"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
         for origin in self.allowed_origins:
@@ -136,6 +150,11 @@ class ServerSettings:
                   if (raw := env.get(ENV_PREFIX + name.upper()))}
         values.update({k: coerce_setting(k, v, hints[k]) for k, v in overrides.items() if v is not None})
         return cls(**values)
+
+    @property
+    def shows_paths(self) -> bool:
+        """Whether answers show server file paths (`expose_paths`, by default only without a token)."""
+        return self.expose_paths if self.expose_paths is not None else self.api_token is None
 
     def to_env(self) -> dict[str, str]:
         """These settings as ``BABELRANK_*`` variables, for worker processes (unset ones left out)."""
@@ -627,6 +646,17 @@ class Service:
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self.executor, lambda: fn(*args, **kwargs))
 
+    async def ingest(self, docs: Sequence[Any]) -> Any:
+        """Ingest `docs` under the write lock, one slice (`ServerSettings.ingest_slice_chars`) per
+        model-thread job: a query that arrives meanwhile waits for one slice, not the whole request."""
+        from babelrank.ingest import IngestReport
+
+        report = IngestReport()
+        async with self.writing():
+            for part in ingest_slices(docs, self.server.ingest_slice_chars):
+                add_report(report, await self.run(self.require_index().ingest_documents, part, progress=False))
+        return report
+
     def writing(self) -> asyncio.Lock:
         """The lock that serialises writes (ingest, delete)."""
         if self.write_lock is None:
@@ -637,6 +667,52 @@ class Service:
         if self.index is None:
             raise ApiError("not_ready", "the index is not loaded yet")
         return self.index
+
+
+def ingest_slices(docs: Sequence[Any], max_chars: int) -> list[list[Any]]:
+    """Consecutive slices of `docs` of about `max_chars` characters of text (a longer document
+    alone); documents sharing an id go in the first one's slice, so the ingest still keeps the
+    first of them and reports the others as duplicates."""
+    slices: list[list[Any]] = []
+    home: dict[str, int] = {}
+    size = 0
+    for doc in docs:
+        at = home.get(doc.doc_id)
+        if at is None:
+            if not slices or (slices[-1] and size + len(doc.text) > max_chars):
+                slices.append([])
+                size = 0
+            at = home[doc.doc_id] = len(slices) - 1
+            size += len(doc.text)
+        slices[at].append(doc)
+    return slices
+
+
+def add_report(total: Any, part: Any) -> None:
+    """Add the counts, languages and skipped inputs of ingest report `part` to `total`."""
+    for f in dataclasses.fields(total):
+        mine, theirs = getattr(total, f.name), getattr(part, f.name)
+        if isinstance(mine, Counter):
+            mine.update(theirs)
+        elif isinstance(mine, list):
+            mine.extend(theirs)
+        else:
+            setattr(total, f.name, mine + theirs)
+
+
+def hide_folders(value: str) -> str:
+    """`value` without the folders of the absolute path it starts with (ids and sources of files):
+    ``/srv/docs/notes.jsonl#market::0::3f2a`` -> ``notes.jsonl#market::0::3f2a``."""
+    if not os.path.isabs(value):
+        return value
+    end = min((i for i in (value.find("#"), value.find("::")) if i >= 0), default=len(value))
+    return Path(value[:end]).name + value[end:]
+
+
+def _result_without_folders(result: dict[str, Any]) -> dict[str, Any]:
+    out = {**result, **{k: hide_folders(result[k]) for k in ("id", "doc_id", "source") if isinstance(result.get(k), str)}}
+    out["alternates"] = [{**a, "id": hide_folders(a["id"])} for a in result.get("alternates") or []]
+    return out
 
 
 def settings_to_json(settings: Settings) -> dict[str, Any]:
@@ -736,7 +812,8 @@ def create_app(
             "query_language": result.query_language,
             "query_language_confidence": float(result.query_language_confidence),
             "timings": timings,
-            "results": [result_dict(i, n) for i, n in enumerate(result.nodes, 1)],
+            "results": [r if server.shows_paths else _result_without_folders(r)
+                        for r in (result_dict(i, n) for i, n in enumerate(result.nodes, 1))],
         }
 
     @app.post(
@@ -758,17 +835,13 @@ def create_app(
         An uploaded file's document id is its file name (`name#record-id` for JSON/JSONL
         records), so uploading a file again updates it. Re-sending unchanged documents is cheap.
         """
-        idx = service.require_index()
+        service.require_index()  # 503 before reading the body while starting
         content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
         if content_type == "multipart/form-data":
             docs, skipped = await _read_uploads(request, service)
         else:  # JSON: RequestGuardMiddleware lets nothing else through
             docs, skipped = await _read_json_documents(request)
-        async with service.writing():
-            report = await service.run(idx.ingest_documents, docs, progress=False) if docs else None
-        from babelrank.ingest import IngestReport
-
-        report = report or IngestReport()
+        report = await service.ingest(docs)
         report.skipped.extend(skipped)
         return report.as_dict()
 
@@ -790,6 +863,8 @@ def create_app(
         for name in ("rerank_model", "backend", "language_backend", "top_k", "top_n", "neutral", "dedup"):
             info.setdefault(name, getattr(idx.settings, name))
         info.setdefault("expected_languages", list(idx.settings.expected_languages))
+        if not server.shows_paths:
+            info = {k: hide_folders(v) if isinstance(v, str) else v for k, v in info.items()}
         return {"collections": [jsonable_encoder(info)]}
 
     return app
