@@ -84,3 +84,69 @@ def test_short_context_model_gets_chunks_that_fit(tmp_path: Path, make_index) ->
     assert index.chunker.max_tokens == 24 - enc.special_tokens() - enc.prompt_tokens(enc.document_prompt)
     report = index.ingest_texts(["Червоний автомобіль стоїть біля будинку на вулиці. " * 20])
     assert report.chunks_written > 5 and report.truncated == 0
+
+
+# --- reranker presets and models that run their own code ------------------------------------
+
+
+def test_multilingual_reranker_presets() -> None:
+    from babelrank.models import PRESETS
+
+    hub_ids = {name: (p.hub_id, p.kind, p.trust_remote_code) for name, p in PRESETS.items() if p.kind == "cross"}
+    assert hub_ids["bge-reranker-v2-m3"] == ("BAAI/bge-reranker-v2-m3", "cross", False)
+    assert hub_ids["jina-reranker-v2"] == ("jinaai/jina-reranker-v2-base-multilingual", "cross", True)
+    assert hub_ids["gte-reranker"] == ("Alibaba-NLP/gte-multilingual-reranker-base", "cross", True)
+    assert resolve_model("bge-reranker-v2-m3")[0] == "BAAI/bge-reranker-v2-m3"
+
+
+def _custom_code_cross_encoder(folder: Path) -> Path:
+    """A tiny cross-encoder whose architecture lives in Python files of its own folder."""
+    import json
+
+    from tiny_models import build_cross_encoder
+
+    build_cross_encoder(folder)
+    (folder / "configuration_babel_tiny.py").write_text(
+        "from transformers import BertConfig\n\n\nclass BabelTinyConfig(BertConfig):\n    model_type = 'babel-tiny'\n"
+    )
+    (folder / "modeling_babel_tiny.py").write_text(
+        "from transformers import BertForSequenceClassification\n\n"
+        "from .configuration_babel_tiny import BabelTinyConfig\n\n\n"
+        "class BabelTinyForSequenceClassification(BertForSequenceClassification):\n    config_class = BabelTinyConfig\n"
+    )
+    config = json.loads((folder / "config.json").read_text())
+    config.update(model_type="babel-tiny", architectures=["BabelTinyForSequenceClassification"], auto_map={
+        "AutoConfig": "configuration_babel_tiny.BabelTinyConfig",
+        "AutoModelForSequenceClassification": "modeling_babel_tiny.BabelTinyForSequenceClassification",
+    })
+    (folder / "config.json").write_text(json.dumps(config))
+    return folder
+
+
+@pytest.fixture
+def modules_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """transformers copies a model's own code into its modules cache: a temporary one here."""
+    import transformers.dynamic_module_utils as dynamic
+
+    monkeypatch.setattr(dynamic, "HF_MODULES_CACHE", str(tmp_path / "hf-modules"))
+
+
+@pytest.mark.parametrize("name", ["jinaai/jina-reranker-v2-base-multilingual", "local folder"])
+def test_model_with_its_own_code_needs_trust_remote_code(tmp_path: Path, name: str, modules_cache: None) -> None:
+    from babelrank import ConfigError
+
+    folder = _custom_code_cross_encoder(tmp_path / "models" / "jina-reranker-v2-base-multilingual")
+    model = str(folder) if name == "local folder" else name
+    with pytest.raises(ConfigError, match=r"trust_remote_code.*BABELRANK_TRUST_REMOTE_CODE=1"):
+        load_cross_encoder(model, model_dir=tmp_path / "models", device="cpu")
+    ce = load_cross_encoder(model, model_dir=tmp_path / "models", device="cpu", trust_remote_code=True)
+    assert type(ce.model.model).__name__ == "BabelTinyForSequenceClassification"
+    assert ce.logits("red car", ["червоний автомобіль", "a blue house"]).shape == (2,)
+
+
+def test_trust_remote_code_setting_is_off_unless_asked(monkeypatch: pytest.MonkeyPatch) -> None:
+    from babelrank.config import Settings
+
+    assert Settings().trust_remote_code is False
+    monkeypatch.setenv("BABELRANK_TRUST_REMOTE_CODE", "1")
+    assert Settings.from_env().trust_remote_code is True

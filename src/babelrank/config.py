@@ -62,6 +62,9 @@ class Settings:
             fused LayerNorm/GELU kernels) or "onnx-int8" (plus dynamic int8 weights; fastest on CPU). The
             ONNX backends run on CPU and export each model once into `cache_dir`.
         cache_dir: where exported ONNX models are cached; None = `~/.cache/babelrank/onnx`.
+        trust_remote_code: let models that ship their own Python code run it (transformers'
+            `trust_remote_code`; e.g. the `jina-reranker-v2` and `gte-reranker` presets need
+            it). Off: such a model is refused with a message naming this setting.
         onnx_spinning: ONNX Runtime's worker threads spin while they wait for work (its own
             default; torch's threads do the same). Faster on cores babelrank has to itself
             (measured on 2 cores: rerank -8 to -16 %, encoding -13 % time), slower on cores
@@ -110,6 +113,7 @@ class Settings:
     device: str = "auto"
     backend: str = "torch"
     cache_dir: Path | None = None
+    trust_remote_code: bool = False
     onnx_spinning: bool = True
     expected_languages: tuple[str, ...] = field(default_factory=tuple)
     language_backend: str = "auto"

@@ -14,19 +14,21 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from babelrank.errors import ModelNotFoundError
+from babelrank.errors import ConfigError, ModelNotFoundError
 
 logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
 class Preset:
-    """A known model: its hub id and the prompts it needs when its files do not define them."""
+    """A known model: its hub id, the prompts it needs when its files do not define them, and
+    whether it runs Python code of its own (loads only with `Settings.trust_remote_code`)."""
 
     hub_id: str
     kind: str  # "bi" or "cross"
     query_prompt: str = ""
     document_prompt: str = ""
+    trust_remote_code: bool = False
 
 
 PRESETS: dict[str, Preset] = {
@@ -37,6 +39,10 @@ PRESETS: dict[str, Preset] = {
     "smaller-labse": Preset("setu4993/smaller-LaBSE", "bi"),
     "minilm": Preset("sentence-transformers/paraphrase-multilingual-MiniLM-L12-v2", "bi"),
     "mmarco-minilm": Preset("cross-encoder/mmarco-mMiniLMv2-L12-H384-v1", "cross"),
+    # stronger multilingual rerankers (README, "Choosing a model": sizes and published scores)
+    "bge-reranker-v2-m3": Preset("BAAI/bge-reranker-v2-m3", "cross"),
+    "jina-reranker-v2": Preset("jinaai/jina-reranker-v2-base-multilingual", "cross", trust_remote_code=True),
+    "gte-reranker": Preset("Alibaba-NLP/gte-multilingual-reranker-base", "cross", trust_remote_code=True),
 }
 DEFAULT_RERANKER = "mmarco-minilm"
 _E5_PROMPTS = ("query: ", "passage: ")
@@ -132,17 +138,30 @@ def _hub_reachable(timeout: float = 3.0) -> bool:
         return False
 
 
-def _load(cls: type, name: str, model_dir: Path | None, kind: str, **kwargs: Any) -> tuple[Any, str, Preset | None]:
+def _remote_code_refused(kind: str, name: str) -> ConfigError:
+    return ConfigError(
+        f"{kind} {name!r} runs Python code that comes with the model, which babelrank allows only "
+        f"when asked: if you trust its authors, set trust_remote_code=True (BABELRANK_TRUST_REMOTE_CODE=1)"
+    )
+
+
+def _load(
+    cls: type, name: str, model_dir: Path | None, kind: str, trust_remote_code: bool = False, **kwargs: Any
+) -> tuple[Any, str, Preset | None]:
     location, preset = resolve_model(name, model_dir)
+    if preset is not None and preset.trust_remote_code and not trust_remote_code:
+        raise _remote_code_refused(kind, name)
     local = Path(location).is_dir()
     if not local and not _hub_offline() and not _hub_reachable():
         raise _not_found(name, location, model_dir, kind, ConnectionError("the model hub is unreachable"))
     try:
         with _quiet_loading():
-            model = cls(location, local_files_only=local or _hub_offline(), **kwargs)
+            model = cls(location, local_files_only=local or _hub_offline(), trust_remote_code=trust_remote_code, **kwargs)
     except ModelNotFoundError:
         raise
     except Exception as exc:  # the hub client raises many types; one clear message instead
+        if "trust_remote_code" in str(exc) and not trust_remote_code:
+            raise _remote_code_refused(kind, name) from None
         if local:
             raise ModelNotFoundError(f"{kind} folder {location!r} could not be loaded: {exc}") from exc
         raise _not_found(name, location, model_dir, kind, exc) from None
@@ -278,12 +297,12 @@ class BiEncoder:
 
 def load_bi_encoder(
     name: str, *, model_dir: Path | None = None, device: str = "auto", backend: str = "torch",
-    cache_dir: Path | None = None, onnx_spinning: bool = True,
+    cache_dir: Path | None = None, onnx_spinning: bool = True, trust_remote_code: bool = False,
 ) -> BiEncoder:
     """Load a bi-encoder by preset name, hub id or folder (raises `ModelNotFoundError`).
 
     `backend`: "torch", or "onnx" / "onnx-int8" (ONNX Runtime on CPU, exported once into
-    `cache_dir`; see `babelrank.backends`); `onnx_spinning` as in `Settings`.
+    `cache_dir`; see `babelrank.backends`); `onnx_spinning`, `trust_remote_code` as in `Settings`.
     """
     from sentence_transformers import SentenceTransformer
 
@@ -302,7 +321,7 @@ def load_bi_encoder(
                 with _quiet_loading():
                     loaded["model"] = _raw_transformer(location, dev)
             else:
-                loaded["model"], location, preset = _load(SentenceTransformer, name, model_dir, "embedding model", device=dev)
+                loaded["model"], location, preset = _load(SentenceTransformer, name, model_dir, "embedding model", trust_remote_code, device=dev)
         return loaded["model"]
 
     model: Any = None
@@ -369,11 +388,12 @@ class CrossEncoderModel:
 def load_cross_encoder(
     name: str, *, model_dir: Path | None = None, device: str = "auto", max_length: int | None = None,
     backend: str = "torch", cache_dir: Path | None = None, onnx_spinning: bool = True,
+    trust_remote_code: bool = False,
 ) -> CrossEncoderModel:
     """Load a cross-encoder by preset name, hub id or folder (raises `ModelNotFoundError`).
 
     `backend`: "torch", or "onnx" / "onnx-int8" (ONNX Runtime on CPU; see `babelrank.backends`);
-    `onnx_spinning` as in `Settings`.
+    `onnx_spinning`, `trust_remote_code` as in `Settings`.
     """
     from sentence_transformers import CrossEncoder
 
@@ -382,11 +402,11 @@ def load_cross_encoder(
     backend = check_backend(backend)
     dev = pick_device(device) if backend == "torch" else "cpu"
     if backend == "torch":
-        model, location, _ = _load(CrossEncoder, name, model_dir, "rerank model", device=dev)
+        model, location, _ = _load(CrossEncoder, name, model_dir, "rerank model", trust_remote_code, device=dev)
     else:
         location, _ = resolve_model(name, model_dir)
         model = onnx_model(
-            "cross", location, backend, lambda: _load(CrossEncoder, name, model_dir, "rerank model", device=dev)[0],
+            "cross", location, backend, lambda: _load(CrossEncoder, name, model_dir, "rerank model", trust_remote_code, device=dev)[0],
             cache_dir, spinning=onnx_spinning,
         )
     if max_length:
