@@ -234,12 +234,12 @@ def test_onnx_spinning_setting_reaches_both_sessions(make_index, cache: Path, mo
 
 
 def test_unknown_backend_is_a_clear_error(tiny_models: dict[str, Path], monkeypatch: pytest.MonkeyPatch) -> None:
-    with pytest.raises(ConfigError, match="backend must be one of torch, onnx, onnx-int8"):
+    with pytest.raises(ConfigError, match="backend must be one of auto, torch, onnx, onnx-int8"):
         Settings(backend="tensorrt")
     monkeypatch.setenv("BABELRANK_BACKEND", "openvino")
     with pytest.raises(ConfigError, match="openvino"):
         Settings.from_env()
-    with pytest.raises(ConfigError, match="choose one of: torch, onnx, onnx-int8"):
+    with pytest.raises(ConfigError, match="choose one of: auto, torch, onnx, onnx-int8"):
         load_bi_encoder(str(tiny_models["bi"]), backend="int4")
     with pytest.raises(ConfigError, match="choose one of"):
         load_cross_encoder(str(tiny_models["cross"]), backend="fp16")
@@ -265,3 +265,137 @@ def test_truncation_is_counted_once(tiny_models: dict[str, Path], cache: Path) -
     long = " ".join(TEXTS * 4)
     np.testing.assert_allclose(fast.encode_documents([long, TEXTS[0]]), ref.encode_documents([long, TEXTS[0]]), atol=2e-5)
     assert fast.truncated == ref.truncated == 1
+
+
+# --- backend "auto" and the one-time export ------------------------------------------------
+
+
+def test_auto_is_the_default_and_picks_the_fastest_available(monkeypatch: pytest.MonkeyPatch) -> None:
+    import importlib.util
+
+    assert Settings().backend == "auto"
+    assert backends.resolve_backend("auto", "cuda") == "torch"  # fp16 on the GPU
+    assert backends.resolve_backend("auto", "cuda:1") == "torch"
+    assert backends.resolve_backend("auto", "cpu") == "onnx-int8"
+    assert backends.resolve_backend("onnx", "cpu") == "onnx"
+    assert backends.resolve_backend(" Torch ", "cpu") == "torch"
+    find_spec = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "onnxruntime" else find_spec(name, *a))
+    assert backends.resolve_backend("auto", "cpu") == "torch"
+
+
+def test_auto_backend_runs_both_models_in_onnx_int8_on_cpu(tiny_models: dict[str, Path], cache: Path) -> None:
+    bi = load_bi_encoder(str(tiny_models["bi"]), backend="auto", device="cpu")
+    cross = load_cross_encoder(str(tiny_models["cross"]), backend="auto", device="cpu")
+    assert isinstance(bi.model, backends.OnnxSentenceEncoder) and bi.model.meta["backend"] == "onnx-int8"
+    assert isinstance(cross.model, backends.OnnxCrossEncoder) and cross.model.meta["backend"] == "onnx-int8"
+    assert (bi.backend, cross.backend) == ("onnx-int8", "onnx-int8")
+    assert load_bi_encoder(str(tiny_models["bi"]), device="cpu").backend == "torch"
+
+
+def test_prepare_cross_encoder_exports_before_the_first_query(
+    tiny_models: dict[str, Path], cache: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    from babelrank.models import prepare_cross_encoder
+
+    assert prepare_cross_encoder(str(tiny_models["cross"]), backend="torch") == "torch"
+    assert not cache.exists()  # torch needs no export
+    with caplog.at_level(logging.WARNING, logger="babelrank.backends"):
+        assert prepare_cross_encoder(str(tiny_models["cross"]), backend="auto", device="cpu") == "onnx-int8"
+    assert "exporting rerank model" in caplog.text
+    (folder,) = cache.iterdir()
+    assert (folder / backends.MODEL_FILE).is_file()
+
+    def boom(*args: object, **kwargs: object) -> None:
+        raise AssertionError("exported or loaded torch weights again")
+
+    monkeypatch.setattr(backends, "export_cross_encoder", boom)
+    monkeypatch.setattr("babelrank.models._load", boom)
+    assert prepare_cross_encoder(str(tiny_models["cross"]), backend="auto", device="cpu") == "onnx-int8"
+    cross = load_cross_encoder(str(tiny_models["cross"]), backend="auto", device="cpu")
+    assert cross.logits(QUERY, TEXTS).shape == (len(TEXTS),)
+
+
+@pytest.mark.parametrize("kind", ["bi", "cross"])
+def test_export_frees_the_torch_model_before_fusing_and_quantizing(
+    kind: str, tiny_models: dict[str, Path], cache: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The torch weights are no longer held while the ONNX file is fused and quantized."""
+    import gc
+    import weakref
+
+    from babelrank import models
+
+    alive: list[weakref.ref] = []
+    load = models._load
+
+    def tracked(*args: object, **kwargs: object) -> tuple:
+        loaded = load(*args, **kwargs)
+        alive.append(weakref.ref(loaded[0]))
+        return loaded
+
+    fuse = backends._optimize_and_quantize
+
+    def checked(*args: object, **kwargs: object) -> dict:
+        gc.collect()
+        assert alive and all(ref() is None for ref in alive), "the torch model is still in memory"
+        return fuse(*args, **kwargs)
+
+    monkeypatch.setattr(models, "_load", tracked)
+    monkeypatch.setattr(backends, "_optimize_and_quantize", checked)
+    loader = load_bi_encoder if kind == "bi" else load_cross_encoder
+    path = str(tiny_models["bi_plain" if kind == "bi" else "cross"])
+    assert loader(path, backend="onnx-int8").backend == "onnx-int8"
+
+
+def test_auto_falls_back_to_torch_when_the_export_fails(
+    tiny_models: dict[str, Path], cache: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    def fails(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("unsupported operator")
+
+    monkeypatch.setattr(backends, "_export", fails)
+    with caplog.at_level(logging.WARNING):
+        cross = load_cross_encoder(str(tiny_models["cross"]), backend="auto", device="cpu")
+    assert cross.backend == "torch" and not isinstance(cross.model, backends.OnnxCrossEncoder)
+    assert "unsupported operator" in caplog.text and "backend=torch" in caplog.text
+    with pytest.raises(RuntimeError, match="unsupported operator"):  # asked for by name: no fallback
+        load_cross_encoder(str(tiny_models["cross"]), backend="onnx-int8")
+
+
+def test_cache_moves_with_a_model_folder_copied_with_its_times(tiny_models: dict[str, Path], tmp_path: Path) -> None:
+    """An export made ahead of time (e.g. on a bigger machine) is found for a copy of the model."""
+    import shutil
+
+    here = Path(shutil.copytree(tiny_models["cross"], tmp_path / "here" / "tiny-cross"))  # copy2 keeps times
+    there = Path(shutil.copytree(here, tmp_path / "elsewhere" / "tiny-cross"))
+    key = backends.cache_folder(str(here), "onnx-int8", "cross", tmp_path / "c")
+    assert key == backends.cache_folder(str(there), "onnx-int8", "cross", tmp_path / "c")
+    (there / "config.json").write_text((there / "config.json").read_text() + " ")
+    assert key != backends.cache_folder(str(there), "onnx-int8", "cross", tmp_path / "c")
+
+
+def test_large_models_are_saved_with_external_data(
+    tiny_models: dict[str, Path], cache: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Over protobuf's 2 GB the fp32 graph keeps its weights in a data file (threshold lowered here)."""
+    monkeypatch.setattr(backends, "EXTERNAL_DATA_BYTES", 1000)
+    ref = load_cross_encoder(str(tiny_models["cross"]), device="cpu")
+    fast = load_cross_encoder(str(tiny_models["cross"]), backend="onnx")
+    assert (fast.model.folder / (backends.MODEL_FILE + ".data")).is_file()
+    assert (fast.model.folder / backends.MODEL_FILE).stat().st_size < 100_000
+    np.testing.assert_allclose(fast.logits(QUERY, TEXTS), ref.logits(QUERY, TEXTS), atol=1e-4)
+    assert sorted(p.name for p in fast.model.folder.iterdir()) == sorted(
+        [backends.META_FILE, backends.MODEL_FILE, backends.MODEL_FILE + ".data", "tokenizer.json", "tokenizer_config.json"]
+    )
+
+
+@pytest.mark.skipif(not __import__("torch").cuda.is_available(), reason="needs a CUDA GPU")
+def test_auto_on_a_gpu_runs_both_models_in_fp16(tiny_models: dict[str, Path]) -> None:
+    import torch
+
+    bi = load_bi_encoder(str(tiny_models["bi"]), backend="auto", device="auto")
+    cross = load_cross_encoder(str(tiny_models["cross"]), backend="auto", device="auto")
+    assert (bi.backend, cross.backend) == ("torch", "torch")
+    assert next(bi.model.parameters()).dtype == next(cross.model.model.parameters()).dtype == torch.float16
+    assert np.isfinite(cross.logits(QUERY, TEXTS)).all()

@@ -1,8 +1,14 @@
 """Fast CPU inference backends: ONNX Runtime in fp32 (`"onnx"`) or dynamic int8 (`"onnx-int8"`).
 
-One option picks the backend for both models: `Settings.backend` / `BABELRANK_BACKEND`.
+One option picks the backend for both models: `Settings.backend` / `BABELRANK_BACKEND`;
+its default, `"auto"`, is torch (fp16) on a CUDA GPU and `"onnx-int8"` on CPU
+(`resolve_backend`).
 
-How a model gets there (once per model folder and backend; the files are cached):
+How a model gets there (once per model folder and backend; the files are cached). Each step
+reads the previous step's file, and the torch model is freed before step 2, so that no two
+copies of the weights are held at once beyond what one step needs (peak RSS for a 12-layer,
+250k-vocabulary cross-encoder exported to int8: 5.6 GB when it all stayed in memory, 3.1 GB
+now; `benchmarks/export_memory.py`):
 
 1. the Hugging Face transformer inside the sentence-transformers model is exported with
    `torch.onnx.export`, dynamic batch and sequence axes (eager attention, so the graph has
@@ -11,15 +17,18 @@ How a model gets there (once per model folder and backend; the files are cached)
    bias+GELU and the embedding layer into ONNX Runtime's fused CPU kernels. Attention and
    residual+LayerNorm are left unfused: ONNX Runtime's fused `Attention`/`QAttention` and
    `SkipLayerNormalization` CPU kernels were slower than the plain graph (measured with a
-   12-layer H384 model on 2 cores, 200-token inputs: int8 -12 %, fp32 -5 % time unfused);
+   12-layer H384 model on 2 cores, 200-token inputs: int8 -12 %, fp32 -5 % time unfused).
+   Its shape inference is off: the same fusions without it, and 0.9 GB less memory;
 3. for `"onnx-int8"`, `onnxruntime.quantization.quantize_dynamic` stores the weights in int8
    (activations are quantized per batch at run time).
 
 The rest of the sentence-transformers pipeline (pooling, Dense, Normalize) runs in numpy.
 The tokenizer, prompts and pipeline description are saved with the .onnx file, so a cached
-model loads without torch weights. Cache folder: `Settings.cache_dir` /
-`BABELRANK_CACHE_DIR`, default `~/.cache/babelrank/onnx`, one sub-folder per
-`<model folder name>-<backend>-<hash of the model folder's files>`.
+model loads without torch weights. Graphs of 1.8 GB or more keep their weights in
+`model.onnx.data`. Cache folder: `Settings.cache_dir` / `BABELRANK_CACHE_DIR`, default
+`~/.cache/babelrank/onnx`, one sub-folder per `<model folder name>-<kind>-<backend>-<hash>`,
+the hash of the model files' names, sizes and times (or of the hub revision), not of where
+they are: a cache filled on another machine is found for the same files (`model_hash`).
 
 The adapters (`OnnxSentenceEncoder`, `OnnxCrossEncoder`) have the small part of the
 `SentenceTransformer` / `CrossEncoder` interface babelrank uses (`encode`/`predict`,
@@ -31,6 +40,8 @@ thread per available core; idle threads spin unless `Settings.onnx_spinning` is 
 
 from __future__ import annotations
 
+import ctypes
+import gc
 import hashlib
 import json
 import logging
@@ -53,6 +64,9 @@ CACHE_ENV = "BABELRANK_CACHE_DIR"
 FORMAT_VERSION = 2  # bump when the exported files change meaning
 META_FILE = "babelrank_onnx.json"
 MODEL_FILE = "model.onnx"
+RAW_DIR = "raw"  # the unfused graph while an export is being built
+# Graphs whose weights reach this many bytes keep them in `<file>.data` (protobuf's 2 GB limit).
+EXTERNAL_DATA_BYTES = 1_800_000_000
 _OPSET = 17
 # Padded tokens per batch at most (besides `batch_size` texts): small batches keep activations
 # and attention scores in the CPU caches. On 2 cores (2 MB L2 each), e5-small int8 chunks of
@@ -62,7 +76,14 @@ BATCH_TOKENS = 1024
 
 
 class UnsupportedModel(Exception):
-    """The model's pipeline has a part the ONNX backend does not reproduce (torch is used)."""
+    """The model's pipeline has a part the ONNX backend does not reproduce (torch is used).
+
+    `torch_model`: the model loaded to find that out, for the caller to run instead.
+    """
+
+    def __init__(self, reason: str, torch_model: Any = None) -> None:
+        super().__init__(reason)
+        self.torch_model = torch_model
 
 
 def check_backend(name: str | None) -> str:
@@ -73,13 +94,30 @@ def check_backend(name: str | None) -> str:
     return backend
 
 
+def onnx_installed() -> bool:
+    """Whether ONNX Runtime and the onnx package (to export) are importable."""
+    import importlib.util
+
+    return all(importlib.util.find_spec(m) is not None for m in ("onnxruntime", "onnx"))
+
+
+def resolve_backend(name: str | None, device: str) -> str:
+    """The backend a model runs on: `"auto"` is torch on a GPU (`device` other than "cpu";
+    fp16 there), else `"onnx-int8"` when ONNX Runtime and onnx are installed, else torch."""
+    backend = check_backend(name)
+    if backend != "auto":
+        return backend
+    return "onnx-int8" if device == "cpu" and onnx_installed() else "torch"
+
+
 def require_onnx(backend: str, export: bool) -> None:
     """A clear error when ONNX Runtime (and, to export, the onnx package) is missing."""
     import importlib.util
 
     missing = [m for m in (("onnxruntime", "onnx") if export else ("onnxruntime",)) if importlib.util.find_spec(m) is None]
     if missing:
-        raise ConfigError(f"backend {backend!r} needs {' and '.join(missing)}: pip install 'babelrank[onnx]'")
+        raise ConfigError(f"backend {backend!r} needs {' and '.join(missing)} (babelrank's own dependencies): "
+                          f"pip install {' '.join(missing)}, or use backend 'torch'")
 
 
 def cpu_threads() -> int:
@@ -107,16 +145,22 @@ def _hub_snapshot(hub_id: str) -> Path | None:
 
 
 def model_hash(location: str) -> str:
-    """Hash of a model folder (every file's name, size and mtime) or of a hub id's snapshot."""
-    folder = Path(location)
-    if not folder.is_dir():
-        folder = _hub_snapshot(location) or folder
+    """Hash of a model folder's files (names, sizes, modification times) or of a hub model's
+    revision (its snapshot folder in the hub cache).
+
+    The folder's own path is not part of it: an export made elsewhere (e.g. ahead of time, on
+    a machine with more memory) is found for a copy of the model folder that kept its files'
+    times (`rsync -a`, `cp -a`), or for the same hub revision.
+    """
     h = hashlib.sha256(f"v{FORMAT_VERSION}\0".encode())
-    if folder.is_dir():
-        h.update(str(folder.resolve()).encode())
+    folder = Path(location)
+    snapshot = None if folder.is_dir() else _hub_snapshot(location)
+    if snapshot is not None:
+        h.update(f"{location}\0{snapshot.name}".encode())
+    elif folder.is_dir():
         for path in sorted(p for p in folder.rglob("*") if p.is_file()):
             st = path.stat()
-            h.update(f"\0{path.relative_to(folder)}\0{st.st_size}\0{st.st_mtime_ns}".encode())
+            h.update(f"\0{path.relative_to(folder).as_posix()}\0{st.st_size}\0{st.st_mtime_ns}".encode())
     else:
         h.update(location.encode())
     return h.hexdigest()[:16]
@@ -190,11 +234,24 @@ def _export(model: Any, tokenizer: Any, names: list[str], output: str, path: Pat
         )
 
 
-def _optimize_and_quantize(path: Path, config: Any, backend: str, workdir: Path) -> dict[str, Any]:
-    """Fuse LayerNorm, bias+GELU, embeddings (not attention), then quantize to int8 when asked; in place."""
-    info: dict[str, Any] = {}
-    model_type = getattr(config, "model_type", "bert")
-    if model_type in {"bert", "xlm-roberta", "roberta", "distilbert", "camembert", "electra"}:
+def _release_memory() -> None:
+    """Collect garbage and give freed heap pages back to the OS (glibc keeps them otherwise)."""
+    gc.collect()
+    try:
+        ctypes.CDLL(None).malloc_trim(0)
+    except (OSError, AttributeError):  # not glibc
+        pass
+
+
+def _dir_bytes(folder: Path) -> int:
+    return sum(p.stat().st_size for p in folder.iterdir() if p.is_file())
+
+
+def _fuse(raw: Path, out: Path, shape: dict[str, Any], external: bool) -> dict[str, int]:
+    """Fuse LayerNorm, bias+GELU and embeddings (not attention) of `raw` into `out`; the
+    fused operator counts. Fusion is a speed-up, never a requirement: on failure `out` is
+    the unfused graph."""
+    if shape["model_type"] in {"bert", "xlm-roberta", "roberta", "distilbert", "camembert", "electra"}:
         try:
             from onnxruntime.transformers.fusion_options import FusionOptions
             from onnxruntime.transformers.optimizer import optimize_model
@@ -202,28 +259,42 @@ def _optimize_and_quantize(path: Path, config: Any, backend: str, workdir: Path)
             fusions = FusionOptions("bert")
             fusions.enable_attention = False  # slower fused on CPU: see the module docstring
             fusions.enable_skip_layer_norm = False
+            fusions.enable_shape_inference = False  # 0.9 GB more for 250k-vocabulary models, same fusions
             opt = optimize_model(
-                str(path), model_type="bert",
-                num_heads=int(getattr(config, "num_attention_heads", 0) or 0),
-                hidden_size=int(getattr(config, "hidden_size", 0) or 0),
+                str(raw), model_type="bert", num_heads=shape["num_heads"], hidden_size=shape["hidden_size"],
                 opt_level=0, use_gpu=False, optimization_options=fusions,
             )
-            fused = {k: v for k, v in opt.get_fused_operator_statistics().items() if v}
-            opt.save_model_to_file(str(path))
-            info["fused"] = fused
-        except Exception as exc:  # fusion is a speed-up, never a requirement
+            opt.save_model_to_file(str(out), use_external_data_format=external)
+            return {k: v for k, v in opt.get_fused_operator_statistics().items() if v}
+        except Exception as exc:
             logger.warning("ONNX graph fusion failed (%s); using the unfused graph", exc)
-            info["fused"] = {}
+    import onnx
+
+    onnx.save(onnx.load(str(raw)), str(out), save_as_external_data=external, location=out.name + ".data")
+    return {}
+
+
+def _optimize_and_quantize(raw: Path, shape: dict[str, Any], backend: str, folder: Path) -> dict[str, Any]:
+    """Turn the raw graph into `folder/model.onnx`: fused, then (`"onnx-int8"`) quantized.
+
+    Each step reads the previous step's file and memory is released in between, so that no
+    two copies of the weights are held at once beyond what one step needs.
+    """
+    size = _dir_bytes(raw.parent)
+    target = folder / MODEL_FILE
+    fused = raw.with_name("fused.onnx") if backend == "onnx-int8" else target
+    info: dict[str, Any] = {"fused": _fuse(raw, fused, shape, size >= EXTERNAL_DATA_BYTES)}
+    _release_memory()
     if backend == "onnx-int8":
         import onnx
         from onnxruntime.quantization import QuantType, quantize_dynamic
 
-        out = workdir / "model.int8.onnx"
         # fused ops (com.microsoft domain) defeat shape inference: tell the quantizer the default type
-        quantize_dynamic(str(path), str(out), weight_type=QuantType.QInt8, per_channel=True,
+        quantize_dynamic(str(fused), str(target), weight_type=QuantType.QInt8, per_channel=True,
+                         use_external_data_format=size // 4 >= EXTERNAL_DATA_BYTES,
                          extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT})
-        out.replace(path)
         info["quantization"] = "dynamic int8 (onnxruntime quantize_dynamic, per-channel QInt8 weights)"
+        _release_memory()
     return info
 
 
@@ -291,27 +362,33 @@ def _hf_model(module: Any) -> Any:
     return getattr(module, "auto_model", None) or module.model
 
 
-def _export_transformer(hf: Any, tokenizer: Any, folder: Path, backend: str, output: str, pairs: bool) -> dict[str, Any]:
-    """Export, fuse (and quantize) a HF encoder into `folder`; the metadata both kinds share."""
+def _export_transformer(hf: Any, tokenizer: Any, folder: Path, output: str, pairs: bool) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Export a HF encoder's raw graph into `folder/raw/` and its tokenizer into `folder`.
+
+    Returns the metadata both kinds share and the graph's shape (for the fusion step).
+    """
     import torch
 
     names = [n for n in tokenizer.model_input_names if n in ("input_ids", "attention_mask", "token_type_ids")]
-    started = time.perf_counter()
     if next(hf.parameters()).dtype != torch.float32:
         hf = hf.float()
-    _export(hf, tokenizer, names, output, folder / MODEL_FILE, pairs=pairs)
-    info = _optimize_and_quantize(folder / MODEL_FILE, hf.config, backend, folder)
+    (folder / RAW_DIR).mkdir()
+    _export(hf, tokenizer, names, output, folder / RAW_DIR / MODEL_FILE, pairs=pairs)
     tokenizer.save_pretrained(str(folder))
-    return {"format": FORMAT_VERSION, "backend": backend, "inputs": names,
-            "export_seconds": round(time.perf_counter() - started, 1), **info}
+    config = hf.config
+    shape = {"model_type": getattr(config, "model_type", "bert"),
+             "num_heads": int(getattr(config, "num_attention_heads", 0) or 0),
+             "hidden_size": int(getattr(config, "hidden_size", 0) or 0)}
+    return {"format": FORMAT_VERSION, "inputs": names}, shape
 
 
-def export_bi_encoder(st_model: Any, folder: Path, backend: str) -> None:
-    """Write `folder`: model.onnx (+ fusion, + int8), tokenizer, pipeline description."""
+def export_bi_encoder(st_model: Any, folder: Path) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The torch part of an export: raw graph, tokenizer and pipeline arrays into `folder`;
+    returns the metadata and the graph's shape. Raises `UnsupportedModel`."""
     pipeline, arrays = _describe_pipeline(st_model)
     transformer = st_model[0]
     hf = _hf_model(transformer)
-    common = _export_transformer(hf, st_model.tokenizer, folder, backend, "last_hidden_state", pairs=False)
+    common, shape = _export_transformer(hf, st_model.tokenizer, folder, "last_hidden_state", pairs=False)
     if arrays:
         np.savez(folder / "pipeline.npz", **arrays)
     getter = getattr(st_model, "get_embedding_dimension", None) or st_model.get_sentence_embedding_dimension
@@ -326,7 +403,7 @@ def export_bi_encoder(st_model: Any, folder: Path, backend: str) -> None:
         "hidden_size": int(hf.config.hidden_size),
         **pipeline,
     }
-    (folder / META_FILE).write_text(json.dumps(meta, indent=2, ensure_ascii=False))
+    return meta, shape
 
 
 def _activation(name: str, x: np.ndarray) -> np.ndarray:
@@ -540,10 +617,11 @@ class OnnxSentenceEncoder(_OnnxModel):
 # --------------------------------------------------------------------------- cross-encoder
 
 
-def export_cross_encoder(cross: Any, folder: Path, backend: str) -> None:
-    """Write `folder`: the sequence classifier as model.onnx (+ fusion, + int8) and its tokenizer."""
+def export_cross_encoder(cross: Any, folder: Path) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The torch part of an export: the sequence classifier's raw graph and its tokenizer into
+    `folder`; returns the metadata and the graph's shape."""
     hf, tokenizer = cross.model, cross.tokenizer
-    common = _export_transformer(hf, tokenizer, folder, backend, "logits", pairs=True)
+    common, shape = _export_transformer(hf, tokenizer, folder, "logits", pairs=True)
     act = getattr(cross, "activation_fn", None)
     limit = getattr(cross, "max_seq_length", None) or getattr(cross, "max_length", None) or tokenizer.model_max_length
     meta = {
@@ -553,7 +631,7 @@ def export_cross_encoder(cross: Any, folder: Path, backend: str) -> None:
         "num_labels": int(getattr(hf.config, "num_labels", 1)),
         "activation": type(act).__name__ if act is not None else "Identity",
     }
-    (folder / META_FILE).write_text(json.dumps(meta, indent=2, ensure_ascii=False))
+    return meta, shape
 
 
 class OnnxCrossEncoder(_OnnxModel):
@@ -607,23 +685,54 @@ class OnnxCrossEncoder(_OnnxModel):
         return scores[0] if single else scores
 
 
-def onnx_model(
-    kind: str, location: str, backend: str, load_torch: Callable[[], Any], cache_dir: Path | str | None = None,
-    threads: int | None = None, spinning: bool = True,
-) -> OnnxSentenceEncoder | OnnxCrossEncoder:
-    """The ONNX adapter of a bi-encoder (`kind="bi"`) or cross-encoder (`"cross"`).
+def _torch_stage(kind: str, load_torch: Callable[[], Any], folder: Path) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Load the torch model and export its raw graph; the model is freed on return."""
+    model = load_torch()
+    try:
+        return (export_bi_encoder if kind == "bi" else export_cross_encoder)(model, folder)
+    except UnsupportedModel as exc:
+        exc.torch_model = model
+        raise
 
-    Read from the cache, or exported once from the torch model `load_torch()` returns.
+
+def _build(kind: str, load_torch: Callable[[], Any], backend: str, folder: Path) -> None:
+    """Export one model into `folder` in steps: torch graph, fusion, int8 (see `_optimize_and_quantize`)."""
+    started = time.perf_counter()
+    meta, shape = _torch_stage(kind, load_torch, folder)
+    _release_memory()
+    logger.info("ONNX export: graph written in %.1f s; fusing%s", time.perf_counter() - started,
+                " and quantizing" if backend == "onnx-int8" else "")
+    meta.update(backend=backend, **_optimize_and_quantize(folder / RAW_DIR / MODEL_FILE, shape, backend, folder))
+    shutil.rmtree(folder / RAW_DIR)
+    meta["export_seconds"] = round(time.perf_counter() - started, 1)
+    (folder / META_FILE).write_text(json.dumps(meta, indent=2, ensure_ascii=False))
+
+
+def ensure_exported(
+    kind: str, location: str, backend: str, load_torch: Callable[[], Any], cache_dir: Path | str | None = None
+) -> Path:
+    """The cache folder of a model's ONNX export, exported now from `load_torch()` when missing.
+
+    `kind`: "bi" or "cross". The export runs once per model folder (or hub revision) and
+    backend; the torch model is freed before the graph is fused and quantized.
     """
     folder = cache_folder(location, backend, kind, cache_dir)
     require_onnx(backend, export=not _is_complete(folder))
     if not _is_complete(folder):
         what = "embedding" if kind == "bi" else "rerank"
-        logger.warning("exporting %s model %s to ONNX (%s) into %s; done once per model", what, location, backend, folder)
-        model = load_torch()
-        export = export_bi_encoder if kind == "bi" else export_cross_encoder
+        logger.warning("exporting %s model %s to ONNX (%s) into %s; done once per model, takes a while",
+                       what, location, backend, folder)
         started = time.perf_counter()
-        _atomic_write(folder, lambda tmp: export(model, tmp, backend))
+        _atomic_write(folder, lambda tmp: _build(kind, load_torch, backend, tmp))
         logger.warning("ONNX export of %s (%s) finished in %.1f s", location, backend, time.perf_counter() - started)
-        del model
+    return folder
+
+
+def onnx_model(
+    kind: str, location: str, backend: str, load_torch: Callable[[], Any], cache_dir: Path | str | None = None,
+    threads: int | None = None, spinning: bool = True,
+) -> OnnxSentenceEncoder | OnnxCrossEncoder:
+    """The ONNX adapter of a bi-encoder (`kind="bi"`) or cross-encoder (`"cross"`), read from
+    the cache or exported once (`ensure_exported`)."""
+    folder = ensure_exported(kind, location, backend, load_torch, cache_dir)
     return (OnnxSentenceEncoder if kind == "bi" else OnnxCrossEncoder)(folder, threads, spinning)

@@ -13,7 +13,7 @@ from babelrank.errors import ConfigError
 ENV_PREFIX = "BABELRANK_"
 
 NeutralMode = Literal["auto", "on", "off"]
-BACKENDS = ("torch", "onnx", "onnx-int8")
+BACKENDS = ("auto", "torch", "onnx", "onnx-int8")
 DedupMode = Literal["auto", "on", "off"]
 
 # Bounds of one query's options, shared by the HTTP API's request model and the CLI's flags (least: 1).
@@ -58,9 +58,12 @@ class Settings:
         rerank_margin: rerank only candidates whose first-stage score is within this much of
             the best one (at least `top_n` of them); None = no such cut.
         device: "auto" (CUDA when present, else CPU), "cpu", "cuda", "cuda:1", "mps".
-        backend: inference backend of both models: "torch", "onnx" (ONNX Runtime fp32 with
-            fused LayerNorm/GELU kernels) or "onnx-int8" (plus dynamic int8 weights; fastest on CPU). The
-            ONNX backends run on CPU and export each model once into `cache_dir`.
+        backend: inference backend of both models: "auto" (torch in fp16 where a CUDA GPU is
+            the device, else "onnx-int8" when ONNX Runtime is installed, else torch), "torch",
+            "onnx" (ONNX Runtime fp32 with fused LayerNorm/GELU kernels) or "onnx-int8" (plus
+            dynamic int8 weights; fastest on CPU). The ONNX backends run on CPU and export each
+            model once into `cache_dir` (the embedding model when the index opens; the rerank
+            model with `babelrank.models.prepare_cross_encoder`, else at its first use).
         cache_dir: where exported ONNX models are cached; None = `~/.cache/babelrank/onnx`.
         trust_remote_code: let models that ship their own Python code run it (transformers'
             `trust_remote_code`; e.g. the `jina-reranker-v2` and `gte-reranker` presets need
@@ -111,7 +114,7 @@ class Settings:
     rerank_candidates: int | None = None
     rerank_margin: float | None = None
     device: str = "auto"
-    backend: str = "torch"
+    backend: str = "auto"
     cache_dir: Path | None = None
     trust_remote_code: bool = False
     onnx_spinning: bool = True

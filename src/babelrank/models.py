@@ -10,11 +10,11 @@ import threading
 import urllib.parse
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from babelrank.errors import ConfigError, ModelNotFoundError
+from babelrank.errors import BabelrankError, ConfigError, ModelNotFoundError
 
 logger = logging.getLogger(__name__)
 
@@ -201,11 +201,13 @@ class BiEncoder:
     """A sentence-transformers bi-encoder with the right prompt on each side.
 
     Embeddings are float32 and L2-normalised, so the inner product is the cosine similarity.
+    `backend` is the one the model runs on ("torch", "onnx", "onnx-int8"; "auto" resolved).
     """
 
-    def __init__(self, model: Any, name: str, preset: Preset | None = None) -> None:
+    def __init__(self, model: Any, name: str, preset: Preset | None = None, backend: str = "torch") -> None:
         self.model = model
         self.name = name
+        self.backend = backend
         prompts = dict(getattr(model, "prompts", {}) or {})
         query = prompts.get("query", "")
         document = prompts.get("document", prompts.get("passage", ""))
@@ -295,55 +297,97 @@ class BiEncoder:
         return self._encode(texts, self.query_prompt, batch_size, False)
 
 
+def _backend_and_device(backend: str, device: str) -> tuple[str, str, str]:
+    """(backend asked for, backend to run, device): ONNX backends run on the CPU."""
+    from babelrank.backends import check_backend, resolve_backend
+
+    asked = check_backend(backend)
+    dev = pick_device(device)
+    run = resolve_backend(asked, dev)
+    return asked, run, dev if run == "torch" else "cpu"
+
+
+def _on_backend(
+    kind: str, name: str, location: str, asked: str, backend: str, load_torch: Callable[[], Any],
+    cache_dir: Path | None, spinning: bool, open_model: bool = True,
+) -> tuple[Any, str]:
+    """(model, backend it runs on): the ONNX adapter, exported once into `cache_dir`, or the
+    torch model when torch is asked for or ONNX cannot run the model. `open_model=False`
+    only exports (the model is None).
+
+    A failed export falls back to torch, with a warning, under `"auto"`; it raises under a
+    backend asked for by name.
+    """
+    from babelrank.backends import UnsupportedModel, ensure_exported, onnx_model
+
+    if backend == "torch":
+        return (load_torch() if open_model else None), "torch"
+    try:
+        if open_model:
+            return onnx_model(kind, location, backend, load_torch, cache_dir, spinning=spinning), backend
+        ensure_exported(kind, location, backend, load_torch, cache_dir)
+        return None, backend
+    except UnsupportedModel as exc:
+        logger.warning("backend %s cannot run %s (%s); using torch", backend, name, exc)
+        if not open_model:
+            return None, "torch"
+        return (exc.torch_model if exc.torch_model is not None else load_torch()), "torch"
+    except BabelrankError:
+        raise
+    except Exception as exc:
+        if asked != "auto":
+            raise
+        logger.warning("ONNX export of %s failed (%s: %s); using torch (set backend=torch to skip the attempt)",
+                       name, type(exc).__name__, exc)
+        return (load_torch() if open_model else None), "torch"
+
+
 def load_bi_encoder(
     name: str, *, model_dir: Path | None = None, device: str = "auto", backend: str = "torch",
     cache_dir: Path | None = None, onnx_spinning: bool = True, trust_remote_code: bool = False,
 ) -> BiEncoder:
     """Load a bi-encoder by preset name, hub id or folder (raises `ModelNotFoundError`).
 
-    `backend`: "torch", or "onnx" / "onnx-int8" (ONNX Runtime on CPU, exported once into
-    `cache_dir`; see `babelrank.backends`); `onnx_spinning`, `trust_remote_code` as in `Settings`.
+    Args:
+        name: preset name (`PRESETS`), model hub id or folder.
+        model_dir: folder of local models looked in first (`Settings.model_dir`).
+        device: "auto", "cpu", "cuda", ... (the torch backend's device; ONNX runs on CPU).
+        backend: "auto", "torch", "onnx" or "onnx-int8" (see `Settings.backend` and
+            `babelrank.backends`); ONNX models are exported once into `cache_dir`. On CUDA
+            the torch model runs in fp16.
+        cache_dir: cache of ONNX exports (None = `~/.cache/babelrank/onnx`).
+        onnx_spinning: as in `Settings`.
+        trust_remote_code: allow a model's own Python code (as in `Settings`).
     """
     from sentence_transformers import SentenceTransformer
 
-    from babelrank.backends import UnsupportedModel, check_backend, onnx_model
-
-    backend = check_backend(backend)
-    dev = pick_device(device) if backend == "torch" else "cpu"
+    asked, backend, dev = _backend_and_device(backend, device)
     location, preset = resolve_model(name, model_dir)
-    loaded: dict[str, Any] = {}
 
     def load_torch() -> Any:
-        nonlocal location, preset
-        if "model" not in loaded:
-            folder = Path(location)
-            if folder.is_dir() and not (folder / "modules.json").exists() and (folder / "config.json").exists():
-                with _quiet_loading():
-                    loaded["model"] = _raw_transformer(location, dev)
-            else:
-                loaded["model"], location, preset = _load(SentenceTransformer, name, model_dir, "embedding model", trust_remote_code, device=dev)
-        return loaded["model"]
+        folder = Path(location)
+        if folder.is_dir() and not (folder / "modules.json").exists() and (folder / "config.json").exists():
+            with _quiet_loading():
+                return _raw_transformer(location, dev)
+        return _load(SentenceTransformer, name, model_dir, "embedding model", trust_remote_code, device=dev)[0]
 
-    model: Any = None
-    if backend != "torch":
-        try:
-            model = onnx_model("bi", location, backend, load_torch, cache_dir, spinning=onnx_spinning)
-        except UnsupportedModel as exc:
-            logger.warning("backend %s cannot run %s (%s); using torch", backend, name, exc)
-    if model is None:
-        model = load_torch()
-        if dev.startswith("cuda"):
-            model.half()
+    model, backend = _on_backend("bi", name, location, asked, backend, load_torch, cache_dir, onnx_spinning)
+    if backend == "torch" and dev.startswith("cuda"):
+        model.half()
     logger.info("loaded embedding model %s from %s on %s (backend %s)", name, location, dev, backend)
-    return BiEncoder(model, preset.hub_id if preset and not Path(name).is_dir() else name, preset)
+    return BiEncoder(model, preset.hub_id if preset and not Path(name).is_dir() else name, preset, backend)
 
 
 class CrossEncoderModel:
-    """A sentence-transformers cross-encoder returning raw logits for (query, text) pairs."""
+    """A sentence-transformers cross-encoder returning raw logits for (query, text) pairs.
 
-    def __init__(self, model: Any, name: str, max_length: int | None = None) -> None:
+    `backend` is the one the model runs on ("torch", "onnx", "onnx-int8"; "auto" resolved).
+    """
+
+    def __init__(self, model: Any, name: str, max_length: int | None = None, backend: str = "torch") -> None:
         self.model = model
         self.name = name
+        self.backend = backend
         limit = getattr(model, "max_seq_length", None) or getattr(model.tokenizer, "model_max_length", 512)
         self.max_length = int(min(max_length or limit, limit if limit < 100_000 else 512))
         self.truncated = 0
@@ -385,6 +429,23 @@ class CrossEncoderModel:
             logger.info("%d (query, chunk) pair(s) cut to %d tokens for rerank", over, self.max_length)
 
 
+def _cross_encoder(
+    name: str, model_dir: Path | None, device: str, backend: str, cache_dir: Path | None, spinning: bool,
+    trust_remote_code: bool, open_model: bool,
+) -> tuple[Any, str, str, str]:
+    """(model or None, backend, device, location) of a cross-encoder (see `_on_backend`)."""
+    from sentence_transformers import CrossEncoder
+
+    asked, backend, dev = _backend_and_device(backend, device)
+    location, _ = resolve_model(name, model_dir)
+
+    def load_torch() -> Any:
+        return _load(CrossEncoder, name, model_dir, "rerank model", trust_remote_code, device=dev)[0]
+
+    model, backend = _on_backend("cross", name, location, asked, backend, load_torch, cache_dir, spinning, open_model)
+    return model, backend, dev, location
+
+
 def load_cross_encoder(
     name: str, *, model_dir: Path | None = None, device: str = "auto", max_length: int | None = None,
     backend: str = "torch", cache_dir: Path | None = None, onnx_spinning: bool = True,
@@ -392,24 +453,37 @@ def load_cross_encoder(
 ) -> CrossEncoderModel:
     """Load a cross-encoder by preset name, hub id or folder (raises `ModelNotFoundError`).
 
-    `backend`: "torch", or "onnx" / "onnx-int8" (ONNX Runtime on CPU; see `babelrank.backends`);
-    `onnx_spinning`, `trust_remote_code` as in `Settings`.
+    Args:
+        name, model_dir, device, backend, cache_dir, onnx_spinning, trust_remote_code: as
+            for `load_bi_encoder` (on CUDA the torch model runs in fp16).
+        max_length: token limit of a (query, text) pair; None = the model's own.
     """
-    from sentence_transformers import CrossEncoder
-
-    from babelrank.backends import check_backend, onnx_model
-
-    backend = check_backend(backend)
-    dev = pick_device(device) if backend == "torch" else "cpu"
-    if backend == "torch":
-        model, location, _ = _load(CrossEncoder, name, model_dir, "rerank model", trust_remote_code, device=dev)
-    else:
-        location, _ = resolve_model(name, model_dir)
-        model = onnx_model(
-            "cross", location, backend, lambda: _load(CrossEncoder, name, model_dir, "rerank model", trust_remote_code, device=dev)[0],
-            cache_dir, spinning=onnx_spinning,
-        )
+    model, backend, dev, location = _cross_encoder(
+        name, model_dir, device, backend, cache_dir, onnx_spinning, trust_remote_code, open_model=True
+    )
+    if backend == "torch" and dev.startswith("cuda"):
+        model.half()
     if max_length:
         model.max_seq_length = max_length
     logger.info("loaded rerank model %s from %s on %s (backend %s)", name, location, dev, backend)
-    return CrossEncoderModel(model, name, max_length)
+    return CrossEncoderModel(model, name, max_length, backend)
+
+
+def prepare_cross_encoder(
+    name: str, *, model_dir: Path | None = None, device: str = "auto", backend: str = "auto",
+    cache_dir: Path | None = None, trust_remote_code: bool = False,
+) -> str:
+    """Export a cross-encoder to ONNX now if its backend needs an export the cache lacks.
+
+    The export (once per model and backend) would otherwise happen when the reranker is
+    first loaded, in the middle of a first query: call this where waiting is expected
+    (ingest, server start). Nothing stays loaded; a cached export is not even opened.
+
+    Args:
+        name, model_dir, device, backend, cache_dir, trust_remote_code: as for
+            `load_cross_encoder`.
+
+    Returns:
+        The backend the cross-encoder will run on ("torch" when no export is needed).
+    """
+    return _cross_encoder(name, model_dir, device, backend, cache_dir, True, trust_remote_code, open_model=False)[1]
