@@ -1,11 +1,13 @@
-"""Language-neutral scoring study: Tatoeba mixed pool and XQuAD-R (en+ru+de+es).
+"""Language-neutral scoring study: Tatoeba mixed pool and XQuAD-R (en+ru+de+es, then every language in DATA/xquad-r).
 
 Usage:
     python benchmarks/neutral_study.py --data ../shared/data \
         --model ../shared/models/multilingual-e5-small-q4
 
-Embeddings are cached as .npy under $NEUTRAL_CACHE (default /tmp/neutral_cache). Every
-calibration is computed from the evaluated pool itself (the product setting).
+Embeddings are cached as .npy under $NEUTRAL_CACHE (default /tmp/neutral_cache); the first run
+embeds ~70k texts with torch (about an hour on 2 busy cores). Every calibration is computed
+from the evaluated pool itself (the product setting), or from 5/10/20/100 random chunks per
+language (the first-chunks rows).
 """
 
 from __future__ import annotations
@@ -22,34 +24,42 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
 import neutral_data as nd  # noqa: E402
-from babelrank.neutral import IDENTITY, LanguageCalibration, LanguageMap, NeutralScorer, apply_maps, language_codes  # noqa: E402
+from babelrank.neutral import DEFAULT_MIN_COUNT, IDENTITY, LanguageCalibration, NeutralScorer, _unit, apply_maps, language_codes  # noqa: E402
 
 log = logging.getLogger("neutral_study")
 N_PSEUDO = 100  # pseudo-queries per language, only for recognising untagged queries
 RNG_SEED = 0
+SMALL = (5, 10)  # chunks per language for the first-chunks rows
 
 
 def _unit(x: np.ndarray) -> np.ndarray:
     return x / np.linalg.norm(x, axis=-1, keepdims=True)
 
 
-def method_scores(Q: np.ndarray, qlangs, P: np.ndarray, plangs, cal: LanguageCalibration,
-                  lift_only: bool = False) -> tuple[np.ndarray, list[dict]]:
-    """Neutral scores of every pool vector for every query (NeutralScorer.maps), and the maps.
+class PreviousScorer(NeutralScorer):
+    """The score before the lean removal (lift + spread on the raw query), for comparison."""
 
-    `lift_only` keeps only the first term of the score (the previous method, for comparison).
+    def _projected(self, query: np.ndarray, language: str | None) -> np.ndarray:
+        return _unit(np.asarray(query, dtype=np.float64))
+
+
+def method_scores(Q: np.ndarray, qlangs, P: np.ndarray, plangs, cal: LanguageCalibration,
+                  previous: bool = False) -> tuple[np.ndarray, list[dict], np.ndarray]:
+    """Neutral scores of every pool vector for every query, the maps, and the cosines with the
+    search vector (`NeutralScorer.query_vector`, what Chroma is asked with).
+
+    `previous` scores with the method before the lean removal (for comparison).
     """
-    sc = NeutralScorer(cal)
-    S = Q @ P.T
+    sc = (PreviousScorer if previous else NeutralScorer)(cal)
     codes, names = language_codes(plangs)
-    all_maps = []
+    S, C, all_maps = np.empty((len(Q), len(P))), np.empty((len(Q), len(P))), []
     for i in range(len(Q)):
-        maps = sc.maps(Q[i], qlangs[i] if qlangs is not None else None)
-        if lift_only:
-            maps = {b: LanguageMap(lift=m.lift, ratio=0.0, own_mean=-np.inf) for b, m in maps.items()}
-        S[i] = apply_maps(maps, S[i], codes, names)
+        lang = qlangs[i] if qlangs is not None else None
+        C[i] = P @ sc.query_vector(Q[i], lang).astype(np.float64)
+        maps = sc.maps(Q[i], lang)
+        S[i] = apply_maps(maps, C[i], codes, names)
         all_maps.append(maps)
-    return S, all_maps
+    return S, all_maps, C
 
 
 def fixed_cos(Q, qlangs, P, plangs, mu: dict, s: float) -> np.ndarray:
@@ -76,8 +86,8 @@ def extra_queries(raw: np.ndarray, neutral: np.ndarray, maps: list[dict], plangs
     return out
 
 
-def calibrate(P, plangs, pq=None, pq_langs=None) -> LanguageCalibration:
-    cal = LanguageCalibration(P.shape[1])
+def calibrate(P, plangs, pq=None, pq_langs=None, min_count: int = DEFAULT_MIN_COUNT) -> LanguageCalibration:
+    cal = LanguageCalibration(P.shape[1], min_count)
     cal.add(P, plangs)
     if pq is not None:
         cal.add_pseudo_queries(pq, pq_langs)
@@ -114,31 +124,34 @@ def tatoeba_study(data: Path, model: str) -> tuple[list, list]:
         for s in (0.5, 0.75, 1.0):
             r[f"cos{s}"] = acc(fixed_cos(Q, ql, P, plangs, mu, s))[0]
         r["full"] = acc(raw + (Q @ (X.mean(0) - E.mean(0)))[:, None] * (np.arange(2 * n) < n))[0]
-        Sm, maps = method_scores(Q, ql, P, plangs, cal)
+        Sm, maps, C = method_scores(Q, ql, P, plangs, cal)
         r["method"], r["method_same"] = acc(Sm)
-        r["lift_only"] = acc(method_scores(Q, ql, P, plangs, cal, lift_only=True)[0])[0]
+        r["previous"] = acc(method_scores(Q, ql, P, plangs, cal, previous=True)[0])[0]
         r["method_unk"] = acc(method_scores(Q, None, P, plangs, cal)[0])[0]
+        for m in SMALL:
+            pick = np.concatenate([rng.choice(n, m, replace=False), n + rng.choice(n, m, replace=False)])
+            small = calibrate(P[pick], [plangs[i] for i in pick], min_count=m)
+            r[f"method_{m}"] = acc(method_scores(Q, ql, P, plangs, small)[0])[0]
         # English-only pool: raw vs method calibrated on the English-only collection
         calE = calibrate(E.astype(np.float64), ["eng"] * n)
         r["en_raw"] = float(np.mean((Q @ E.T).argmax(1) == np.arange(n)))
         r["en_method"] = float(np.mean(method_scores(Q, ql, E, ["eng"] * n, calE)[0].argmax(1) == np.arange(n)))
         S = Sm.copy()
         S[own] = -np.inf
-        R = raw.copy()
-        R[own] = -np.inf
-        pools.append((R, S, maps, plangs))
+        C[own] = -np.inf
+        pools.append((C, S, maps, plangs))
         rows.append(r)
         log.info("%s done", lang)
     return rows, pools
 
 
-def xquad_study(data: Path, model: str) -> tuple[dict, tuple]:
+def xquad_study(data: Path, model: str, langs: list[str]) -> tuple[dict, tuple]:
     rng = np.random.default_rng(RNG_SEED)
     P, PL, Q, QL, rel, PQ, PQL = [], [], [], [], [], [], []
     byid: dict[str, list[int]] = {}
     parts = {}
     off = 0
-    for lang in nd.XQR_LANGS:
+    for lang in langs:
         s, qid, q, rl = nd.xquad_r(data, lang)
         P.append(nd.embed(s, "document", model, f"xqr_{lang}_sent"))
         PL += [lang] * len(s)
@@ -149,7 +162,7 @@ def xquad_study(data: Path, model: str) -> tuple[dict, tuple]:
             byid.setdefault(i, []).append(off + r_)
         parts[lang] = (q, qid)
         off += len(s)
-    for lang in nd.XQR_LANGS:
+    for lang in langs:
         q, qid = parts[lang]
         Q.append(nd.embed(q, "query", model, f"xqr_{lang}_q"))
         QL += [lang] * len(q)
@@ -168,27 +181,26 @@ def xquad_study(data: Path, model: str) -> tuple[dict, tuple]:
             aps.append(ap / min(len(rs), k))
             r1.append(top[i][0] in rs)
             same.append(np.mean(PL_a[top[i][:10]] == QL_a[i]))
-        return {"mAP@20": float(np.mean(aps)), "R@1": float(np.mean(r1)), "same@10": float(np.mean(same))}
+        aps, same = np.asarray(aps), np.asarray(same)
+        per = {lang: float(aps[QL_a == lang].mean()) for lang in langs}
+        return {"mAP@20": float(np.mean(aps)), "R@1": float(np.mean(r1)), "same@10": float(np.mean(same)),
+                "worst same@10": max(float(same[QL_a == lang].mean()) for lang in langs),
+                "worst/best": min(per.values()) / max(per.values()), **per}
 
     cal = calibrate(P, PL, np.vstack(PQ), PQL)
-    mu = {lang: P[PL_a == lang].mean(0) for lang in nd.XQR_LANGS}
+    mu = {lang: P[PL_a == lang].mean(0) for lang in langs}
     raw = Q @ P.T
     out = {"raw": metrics(raw)}
-    for s in (0.75, 1.0):
-        out[f"cos s={s}"] = metrics(fixed_cos(Q, QL, P, PL, mu, s))
-    Sm, maps = method_scores(Q, QL, P, PL, cal)
+    out["documents centred <q, d - mu_B>"] = metrics(raw - np.stack([Q @ mu[b] for b in PL], axis=1))
+    Sm, maps, C = method_scores(Q, QL, P, PL, cal)
     out["method"] = metrics(Sm)
-    out["lift only (previous method)"] = metrics(method_scores(Q, QL, P, PL, cal, lift_only=True)[0])
+    out["previous (lift + spread on the raw query)"] = metrics(method_scores(Q, QL, P, PL, cal, previous=True)[0])
     out["method, query lang unknown"] = metrics(method_scores(Q, None, P, PL, cal)[0])
-    for m in (20, 100):
-        sub = []
-        for lang in nd.XQR_LANGS:
-            idx = np.flatnonzero(PL_a == lang)
-            sub.append(rng.choice(idx, m, replace=False))
-        sub = np.concatenate(sub)
-        c = calibrate(P[sub], PL_a[sub].tolist())
+    for m in (*SMALL, 20, 100):
+        sub = np.concatenate([rng.choice(np.flatnonzero(PL_a == lang), m, replace=False) for lang in langs])
+        c = calibrate(P[sub], PL_a[sub].tolist(), min_count=min(m, DEFAULT_MIN_COUNT))
         out[f"method, statistics from {m}/lang"] = metrics(method_scores(Q, QL, P, PL, c)[0])
-    return out, (raw, Sm, maps, PL)
+    return out, (C, Sm, maps, PL)
 
 
 def extra_row(name: str, pools: list[tuple], k: int, fetch: int) -> str:
@@ -201,15 +213,19 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--data", type=Path, default=os.environ.get("BABELRANK_TEST_DATA"), required="BABELRANK_TEST_DATA" not in os.environ)
     ap.add_argument("--model", default=os.path.join(os.environ.get("BABELRANK_TEST_MODELS", ""), "multilingual-e5-small-q4"))
+    ap.add_argument("--languages", type=lambda v: v.split(","), default=None,
+                    help="XQuAD-R languages (default: every <lang>.json in DATA/xquad-r)")
     args = ap.parse_args()
+    args.languages = args.languages or sorted(p.stem for p in (args.data / "xquad-r").glob("*.json"))
     logging.basicConfig(level=logging.INFO, format="%(message)s")
 
     rows, tpools = tatoeba_study(args.data, args.model)
-    cols = ["raw", "cos0.5", "cos0.75", "cos1.0", "full", "lift_only", "method", "method_unk", "raw_same",
-            "method_same", "en_raw", "en_method"]
+    cols = ["raw", "cos0.5", "cos0.75", "cos1.0", "full", "previous", "method", "method_unk",
+            *(f"method_{m}" for m in SMALL), "raw_same", "method_same", "en_raw", "en_method"]
     print("\n## Tatoeba mixed pool, acc@1 (pool = all English + other xx sentences)\n")
     print("cosK = cos(q - K mu_A, d - K mu_B); full = unclipped centring <q, d - mu_B>; "
-          "lift_only = clipped lift alone (previous method); method = the product's score; method_unk = query language estimated; *_same = top-1 in query "
+          "previous = lift + spread on the raw query (before the lean removal); method = the product's score; method_unk = query language estimated; "
+          "method_5/10 = statistics from 5/10 random chunks per language; *_same = top-1 in query "
           "language; en_* = English-only pool\n")
     print("| lang | " + " | ".join(cols) + " |")
     print("|---" * (len(cols) + 1) + "|")
@@ -219,19 +235,23 @@ def main() -> None:
     print(f"\nworst method - raw: {worst:+.3f}; worst method_unk - raw: "
           f"{min(r['method_unk'] - r['raw'] for r in rows):+.3f}")
 
-    xq, xpool = xquad_study(args.data, args.model)
-    print("\n## XQuAD-R en+ru+de+es sentence pool\n")
-    print("| scoring | mAP@20 | R@1 | same-language@10 |\n|---|---|---|---|")
-    for k, v in xq.items():
-        print(f"| {k} | {v['mAP@20']:.3f} | {v['R@1']:.3f} | {v['same@10']:.3f} |")
+    for langs in ([x for x in ("en", "ru", "de", "es") if x in args.languages], args.languages):
+        xq, xpool = xquad_study(args.data, args.model, langs)
+        print(f"\n## XQuAD-R {'+'.join(langs)} sentence pool\n")
+        print("| scoring | mAP@20 | R@1 | same-language@10 (mean / worst language) | worst/best language | "
+              + " | ".join(langs) + " |\n" + "|---" * (5 + len(langs)) + "|")
+        for k, v in xq.items():
+            print(f"| {k} | {v['mAP@20']:.3f} | {v['R@1']:.3f} | {v['same@10']:.2f} / {v['worst same@10']:.2f} | "
+                  f"{v['worst/best']:.2f} | " + " | ".join(f"{v[x]:.3f}" for x in langs) + " |")
 
     print("\n## Neutral search cost: Chroma queries per search (the first query fetches `fetch`)\n")
     print("| pool | k | fetch | share with one query | extra queries (mean) | queries (mean) | max extra |")
     print("|---|---|---|---|---|---|---|")
     for k in (20, 50):
         for fetch in (8 * k, 500, 1000):
-            print(extra_row("XQuAD-R 4 langs (4890 chunks)", [xpool], k, fetch))
+            print(extra_row(f"XQuAD-R {len(args.languages)} langs", [xpool], k, fetch))
             print(extra_row("Tatoeba 16 pools (~2000 chunks each)", tpools, k, fetch))
+
 
 if __name__ == "__main__":
     main()

@@ -198,8 +198,8 @@ def bilingual(env: dict[str, str], tmp_path: Path, capsys: pytest.CaptureFixture
 
 
 def test_query_neutral_modes(bilingual: dict[str, str], capsys: pytest.CaptureFixture[str]) -> None:
-    lifted = 0
-    for query, own in (("Де тут ринок і міст через річку?", "uk"), ("Where is the market and the bridge?", "en")):
+    changed = 0
+    for query in ("Де тут ринок і міст через річку?", "Where is the market and the bridge?"):
         base = ("query", query, "--json", "--no-rerank", "--dedup", "off", "-n", "50", "--store", bilingual["store"])
         scores = {}
         for mode in ("off", "on"):
@@ -207,14 +207,9 @@ def test_query_neutral_modes(bilingual: dict[str, str], capsys: pytest.CaptureFi
             assert code == 0, err
             scores[mode] = {r["id"]: (r["language"], r["retrieval_score"]) for r in _json_lines(out)}
         assert {r[0] for r in scores["on"].values()} == {"uk", "en"} and set(scores["on"]) == set(scores["off"])
-        # Neutral scores add a per-language lift >= 0, and none to the query's own language.
-        for cid, (lang, on) in scores["on"].items():
-            off = scores["off"][cid][1]
-            assert on >= off - 1e-6
-            if lang == own:
-                assert on == pytest.approx(off, abs=1e-6)
-            lifted += on > off + 1e-6
-    assert lifted  # "on" changed something, so the flag reached the scorer
+        # the neutral score is defined and tested in test_neutral; here: the flag reaches the scorer
+        changed += sum(abs(on - scores["off"][cid][1]) > 1e-4 for cid, (_, on) in scores["on"].items())
+    assert changed
 
 
 @pytest.mark.parametrize("argv, message", [

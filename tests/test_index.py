@@ -91,6 +91,40 @@ def test_neutral_search_is_exact_against_brute_force(make_index, scan_mb) -> Non
     assert (index.store._mirror is not None) == (scan_mb > 0)
 
 
+LANGUAGE_WHERES = [  # every form Chroma accepts for a field, and combinations
+    ({"language": "uk"}, {"uk"}),
+    ({"language": {"$eq": "uk"}}, {"uk"}),
+    ({"language": {"$ne": "en"}}, {"uk"}),
+    ({"language": {"$in": ["uk"]}}, {"uk"}),
+    ({"language": {"$nin": ["uk"]}}, {"en"}),
+    ({"$or": [{"language": "uk"}, {"language": "en"}]}, {"uk", "en"}),
+    ({"$and": [{"language": {"$in": ["uk", "en"]}}, {"language": {"$ne": "en"}}]}, {"uk"}),
+    ({"$and": [{"language": "en"}, {"chunk_index": 0}]}, {"en"}),  # not language-only: Chroma path
+]
+
+
+@pytest.mark.parametrize("scan_mb", [64, 0])
+def test_neutral_search_takes_every_language_where(make_index, scan_mb) -> None:
+    """A `where` on the language, in any valid form, filters neutral search exactly (it crashed
+    with TypeError for {"language": "ru"} and KeyError for $eq before)."""
+    index = make_index(neutral="on", top_k=10, rerank_model="none", neutral_scan_mb=scan_mb)
+    texts, ids = _texts(30)
+    index.ingest_texts(texts, ids=ids)
+    scorer = index.neutral_scorer()
+    res = index.store.collection.get(include=["embeddings", "metadatas"])
+    vectors = np.asarray(res["embeddings"], dtype=np.float32)
+    languages = [m["language"] for m in res["metadatas"]]
+    q = index.encoder.encode_queries(["червоний автомобіль"])[0]
+    exact = scorer.rescore(q, "uk", vectors, languages)
+    for where, wanted in LANGUAGE_WHERES:
+        got = index.search_vectors(q, "uk", 10, where, scorer)
+        want = sorted((s for s, lang in zip(exact, languages) if lang in wanted), reverse=True)[:10]
+        assert [h.score for h in got] == pytest.approx(want, abs=1e-5), where
+        assert {h.metadata["language"] for h in got} == wanted, where
+    nodes = index.query("червоний автомобіль", where={"language": "uk"}, top_n=5)
+    assert nodes and {n.node.metadata["language"] for n in nodes} == {"uk"}
+
+
 class _FixedLifts:
     """A scorer stand-in whose per-language lifts are given (to force each search path)."""
 
@@ -99,6 +133,9 @@ class _FixedLifts:
 
     def maps(self, query, query_language):
         return {lang: LanguageMap(lift=lift, own_mean=-np.inf, ratio=0.0) for lang, lift in self.lifts.items()}
+
+    def query_vector(self, query, query_language=None):
+        return query
 
 
 @pytest.mark.parametrize("lifts, queries", [({"uk": 0.0, "en": 0.0, "und": 0.0}, 1),

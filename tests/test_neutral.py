@@ -91,7 +91,8 @@ def test_one_language_collection_is_raw():
 
 
 def test_score_follows_its_definition_and_matches_spreads():
-    """max(cos + max(0, m_A - m_B), m_A + s_A / s_B (cos - m_B)), from the collection's sums."""
+    """q' = unit(q - max(0, <q, a_A>) a_A), a_A = unit(mu_A - mean of the centroids); then
+    max(cos' + max(0, m_A - m_B), m_A + s_A / s_B (cos' - m_B)) along q', from the collection's sums."""
     rng = np.random.default_rng(3)
     en = _unit(rng.normal(size=(200, DIM)))
     off = _unit(rng.normal(size=DIM))
@@ -101,23 +102,34 @@ def test_score_follows_its_definition_and_matches_spreads():
     cal = LanguageCalibration(DIM)
     cal.add(P, plangs)
     sc = NeutralScorer(cal)
-    for q in _unit(rng.normal(size=(10, DIM)) + off):
-        m = {k: float(q @ X.mean(0)) for k, X in (("en", en), ("bb", bb))}
-        s = {k: float(np.sqrt((q * q) @ X.var(0))) for k, X in (("en", en), ("bb", bb))}
+    centre = (en.mean(0) + bb.mean(0)) / 2
+    leaned = 0
+    for q in _unit(rng.normal(size=(20, DIM)) + off * rng.uniform(-1, 1, size=(20, 1))):
         for a, b, X in (("bb", "en", en), ("en", "bb", bb)):
-            cos = X @ q
+            own = _unit((bb if a == "bb" else en).mean(0) - centre)
+            lean = float(q @ own)
+            qp = _unit(q - max(0.0, lean) * own)
+            leaned += lean > 0
+            assert np.allclose(sc.query_vector(q, a), qp, atol=1e-6)
+            m = {k: float(qp @ Y.mean(0)) for k, Y in (("en", en), ("bb", bb))}
+            s = {k: float(np.sqrt((qp * qp) @ Y.var(0))) for k, Y in (("en", en), ("bb", bb))}
+            if lean > 0:
+                assert m[a] == pytest.approx(m[b], abs=1e-9)  # the lean removed, the means are equal
+            cos = X @ qp
             want = np.maximum(cos + max(0.0, m[a] - m[b]), m[a] + s[a] / s[b] * (cos - m[b]))
             got = sc.rescore(q, a, X, [b] * len(X))
             assert np.allclose(got, want, atol=1e-9)
             # the standardised position inside each language is kept or raised, never lowered
             assert np.all((got - m[a]) / s[a] >= (cos - m[b]) / s[b] - 1e-9)
-        assert np.allclose(sc.rescore(q, "bb", bb, ["bb"] * len(bb)), bb @ q)
+            own_x = bb if a == "bb" else en
+            assert np.allclose(sc.rescore(q, a, own_x, [a] * len(own_x)), own_x @ qp)
+    assert 0 < leaned < 40  # both cases (a lean removed, none to remove) were exercised
 
 
 def test_recovers_planted_bias_and_spares_unbiased_language():
     docs, queries = _world()
     n = len(docs["en"])
-    mean_lift = {}
+    removed = {}
     for lang, expect_gain in (("bb", True), ("uu", False)):
         P = np.vstack([docs["en"], docs[lang]])
         plangs = ["en"] * n + [lang] * n
@@ -127,12 +139,13 @@ def test_recovers_planted_bias_and_spares_unbiased_language():
         Q = queries[lang]
         raw = _acc(Q @ P.T, n)
         neutral = _acc(_scores(sc, Q, lang, P, plangs), n)
-        mean_lift[lang] = np.mean([sc.maps(q, lang)["en"].lift for q in Q])
+        removed[lang] = np.mean([1.0 - float(q @ sc.query_vector(q)) for q in Q])
         if expect_gain:
             assert raw < 0.5 and neutral > 0.9, (raw, neutral)
         else:
             assert abs(neutral - raw) <= 0.01, (raw, neutral)
-    assert mean_lift["uu"] < 0.1 * mean_lift["bb"], mean_lift
+    # the projection takes much more out of queries that carry their language than of those that do not
+    assert removed["uu"] < 0.2 * removed["bb"], removed
 
 
 def test_unknown_query_language_is_estimated():

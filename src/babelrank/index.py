@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import logging
-import os
 import threading
 import time
 from collections import Counter
 from pathlib import Path
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any, Callable, Iterable, Mapping, Sequence
 
 import numpy as np
 from llama_index.core.schema import NodeWithScore
@@ -21,7 +20,7 @@ from babelrank.language import make_detector
 from babelrank.models import DEFAULT_RERANKER, BiEncoder, load_bi_encoder
 from babelrank.neutral import IDENTITY, LanguageCalibration, LanguageMap, NeutralScorer, apply_maps, language_codes
 from babelrank.rerank import CrossEncoderReranker
-from babelrank.retriever import BabelRetriever, SearchResult
+from babelrank.retriever import BabelRetriever, SearchResult, language_filter
 from babelrank.sources import SourceDocument, from_llama_documents, from_texts, read_paths
 from babelrank.store import CALIBRATION_KEY, ChromaStore, Hit
 
@@ -219,12 +218,14 @@ class BabelIndex:
     ) -> list[Hit]:
         """Top-k chunks for a query vector, best first.
 
-        Raw mode: one Chroma query, score = cosine. Neutral mode: the neutral score is an
-        increasing function of the cosine within each chunk language (`LanguageMap`).
+        Raw mode: one Chroma query, score = cosine. Neutral mode: the search vector is
+        `NeutralScorer.query_vector` (the query less its lean toward its own language) and the
+        neutral score is an increasing function of its cosine within each chunk language
+        (`LanguageMap`).
         A collection whose vectors fit in `neutral_scan_mb` (and a filter on languages only,
         or none) is scored exactly over every chunk from an in-memory copy of its vectors.
         A bigger one: one Chroma query fetches the ids and cosines of `NEUTRAL_MIN_FETCH` (or
-        `NEUTRAL_OVERFETCH` x k) raw neighbours, their languages come from the store's id
+        `NEUTRAL_OVERFETCH` x k) neighbours of that vector, their languages come from the store's id
         cache; a language whose unseen chunks could still reach the neutral top-k (its map of
         the lowest fetched cosine > the k-th neutral score) gets its own filtered query of k:
         the exact neutral top-k under the same approximate search, nearly always from one
@@ -234,24 +235,29 @@ class BabelIndex:
         if scorer is None:
             return self.store.query(vector, k, where, include_embeddings=include_embeddings)
         maps = scorer.maps(vector, query_language)
-        wanted = set(where["language"]["$in"]) if where and "language" in where else None
-        if not where or list(where) == ["language"]:
+        vector = scorer.query_vector(vector, query_language)
+        allowed = language_filter(where) if where else None
+        if not where or allowed is not None:
             def score(cosines: np.ndarray, codes: np.ndarray, names: list[str]) -> np.ndarray:
                 scores = apply_maps(maps, cosines, codes, names)
-                if wanted is not None:
-                    scores[~np.isin(codes, [i for i, lang in enumerate(names) if lang in wanted])] = -np.inf
+                if allowed is not None:
+                    scores[~np.isin(codes, [i for i, lang in enumerate(names) if allowed(lang)])] = -np.inf
                 return scores
 
             found = self.store.scan(vector, k, score, self.settings.neutral_scan_mb * 2**20 // 4, wait=not self.store.shared)
             if found is not None:
                 return self.store.hits(found[0], found[1].tolist(), include_embeddings=include_embeddings)
-        return self._neutral_chroma_search(vector, k, where, maps, wanted, include_embeddings)
+        return self._neutral_chroma_search(vector, k, where, maps, allowed, include_embeddings)
 
     def _neutral_chroma_search(
         self, vector: np.ndarray, k: int, where: Mapping[str, Any] | None, maps: Mapping[str, LanguageMap],
-        wanted: set[str] | None, include_embeddings: bool,
+        allowed: Callable[[str], bool] | None, include_embeddings: bool,
     ) -> list[Hit]:
-        """Neutral top-k from Chroma: one deep query, per-language queries where the bound needs them."""
+        """Neutral top-k from Chroma: one deep query, per-language queries where the bound needs them.
+
+        `allowed` tests a chunk language when `where` constrains the language only (languages
+        it refuses need no query of their own); every query carries the whole `where`.
+        """
         def score_map(language: str) -> LanguageMap:
             return maps.get(language, maps.get("und", IDENTITY))
 
@@ -261,14 +267,13 @@ class BabelIndex:
         if len(ids) == fetch:  # not exhaustive: check every language's bound
             floor = float(cosines[-1])
             kth = float(-np.partition(-scores, k - 1)[k - 1]) if len(scores) >= k else -np.inf
-            rest = {k2: v for k2, v in (where or {}).items() if k2 != "language"}
             seen = set(ids)
             for language in self.calibration.languages():
-                if (wanted is not None and language not in wanted) or score_map(language)(floor) <= kth:
+                if (allowed is not None and not allowed(language)) or score_map(language)(floor) <= kth:
                     continue
                 clause: dict[str, Any] = {"language": language}
                 logger.debug("neutral search: extra query for %r", language)
-                more_ids, more = self.store.nearest(vector, k, {"$and": [clause, rest]} if rest else clause)
+                more_ids, more = self.store.nearest(vector, k, {"$and": [clause, dict(where)]} if where else clause)
                 new = [i for i, cid in enumerate(more_ids) if cid not in seen]
                 ids = ids + [more_ids[i] for i in new]
                 scores = np.concatenate([scores, score_map(language)(more[new])])
