@@ -21,7 +21,7 @@ from babelrank.models import DEFAULT_RERANKER, BiEncoder, load_bi_encoder
 from babelrank.neutral import IDENTITY, LanguageCalibration, LanguageMap, NeutralScorer, apply_maps, language_codes
 from babelrank.rerank import CrossEncoderReranker
 from babelrank.retriever import BabelRetriever, SearchResult, language_filter
-from babelrank.sources import SourceDocument, from_llama_documents, from_texts, read_paths
+from babelrank.sources import SourceDocument, from_llama_documents, from_texts, read_paths, vanished
 from babelrank.store import CALIBRATION_KEY, ChromaStore, Hit
 
 logger = logging.getLogger(__name__)
@@ -118,8 +118,6 @@ class BabelIndex:
         a JSON/JSONL file (its records are its documents). A skipped file or folder keeps
         all its documents (see `babelrank.sources.vanished`).
         """
-        from babelrank.sources import vanished
-
         paths = [Path(p).expanduser() for p in ([paths] if isinstance(paths, (str, Path)) else paths)]
         docs, skipped = read_paths(
             paths, include=include, exclude=exclude, text_field=text_field, max_file_mb=self.settings.max_file_mb

@@ -6,7 +6,7 @@ import asyncio
 import logging
 import time
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
 
 from llama_index.core.retrievers import BaseRetriever
 from llama_index.core.schema import NodeWithScore, QueryBundle, TextNode
@@ -52,6 +52,42 @@ def build_where(languages: Sequence[str] | None, where: Mapping[str, Any] | None
     if not clauses:
         return None
     return clauses[0] if len(clauses) == 1 else {"$and": clauses}
+
+
+_LANGUAGE_TESTS: dict[str, Callable[[str, Any], bool]] = {
+    "$eq": lambda lang, v: lang == v,
+    "$ne": lambda lang, v: lang != v,
+    "$in": lambda lang, v: lang in v,
+    "$nin": lambda lang, v: lang not in v,
+}
+
+
+def language_filter(where: Mapping[str, Any]) -> Callable[[str], bool] | None:
+    """A test of a chunk's language tag equivalent to `where`, when `where` constrains nothing
+    but the `language` key; None when it constrains anything else.
+
+    Covers every form Chroma accepts for a field (`{"language": "ru"}`, `$eq`, `$ne`, `$in`,
+    `$nin`) and `$and`/`$or` of such clauses, so language-only filters can be applied to an
+    in-memory scan exactly as Chroma would apply them.
+    """
+    if len(where) != 1:
+        return None
+    (key, value), = where.items()
+    if key in ("$and", "$or") and isinstance(value, list):
+        tests = [language_filter(c) if isinstance(c, Mapping) else None for c in value]
+        if not tests or any(t is None for t in tests):
+            return None
+        combine = all if key == "$and" else any
+        return lambda lang: combine(t(lang) for t in tests)  # type: ignore[misc]
+    if key != "language":
+        return None
+    if not isinstance(value, Mapping):
+        return lambda lang: lang == value
+    if len(value) != 1 or next(iter(value)) not in _LANGUAGE_TESTS:
+        return None
+    (op, operand), = value.items()
+    test = _LANGUAGE_TESTS[op]
+    return lambda lang: test(lang, operand)
 
 
 class BabelRetriever(BaseRetriever):
