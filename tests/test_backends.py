@@ -399,3 +399,13 @@ def test_auto_on_a_gpu_runs_both_models_in_fp16(tiny_models: dict[str, Path]) ->
     assert (bi.backend, cross.backend) == ("torch", "torch")
     assert next(bi.model.parameters()).dtype == next(cross.model.model.parameters()).dtype == torch.float16
     assert np.isfinite(cross.logits(QUERY, TEXTS)).all()
+
+
+def test_no_export_is_announced_for_a_model_that_cannot_be_loaded(
+    tmp_path: Path, cache: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    from babelrank import ModelNotFoundError
+
+    with caplog.at_level(logging.WARNING), pytest.raises(ModelNotFoundError):
+        load_cross_encoder("org/not-here", model_dir=tmp_path, backend="onnx-int8")
+    assert "exporting" not in caplog.text

@@ -718,13 +718,18 @@ def ensure_exported(
     """
     folder = cache_folder(location, backend, kind, cache_dir)
     require_onnx(backend, export=not _is_complete(folder))
-    if not _is_complete(folder):
-        what = "embedding" if kind == "bi" else "rerank"
+    if _is_complete(folder):
+        return folder
+
+    def load_and_announce() -> Any:
+        model = load_torch()  # first: a model that cannot be loaded is not announced
         logger.warning("exporting %s model %s to ONNX (%s) into %s; done once per model, takes a while",
-                       what, location, backend, folder)
-        started = time.perf_counter()
-        _atomic_write(folder, lambda tmp: _build(kind, load_torch, backend, tmp))
-        logger.warning("ONNX export of %s (%s) finished in %.1f s", location, backend, time.perf_counter() - started)
+                       "embedding" if kind == "bi" else "rerank", location, backend, folder)
+        return model
+
+    started = time.perf_counter()
+    _atomic_write(folder, lambda tmp: _build(kind, load_and_announce, backend, tmp))
+    logger.warning("ONNX export of %s (%s) finished in %.1f s", location, backend, time.perf_counter() - started)
     return folder
 
 
