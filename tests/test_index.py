@@ -1,5 +1,11 @@
+import os
+import sys
+from pathlib import Path
+
 import numpy as np
 import pytest
+
+from babelrank import ModelNotFoundError, StoreLockedError
 
 from babelrank.neutral import LanguageCalibration, LanguageMap
 from babelrank.store import CALIBRATION_KEY
@@ -201,3 +207,42 @@ def test_warm_up_loads_the_reranker_and_the_language_models(make_index, monkeypa
     assert not index._reranker_loaded
     index.warm_up()
     assert index._reranker_loaded and index.reranker() is not None and calls == [1]
+
+
+def _flock(path: Path) -> int:
+    """Lock `path` through a file descriptor of its own (an flock conflicts with any other open of the file)."""
+    import fcntl
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        os.close(fd)
+        raise
+    return fd
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="the store lock is POSIX-only")
+def test_a_locked_store_is_refused_before_any_model_is_loaded(make_index, monkeypatch, tmp_path) -> None:
+    lock = tmp_path / "store" / "babelrank.lock"
+    holder = _flock(lock)  # as another process holding the store
+    loaded: list[str] = []
+    monkeypatch.setattr("babelrank.index.load_bi_encoder", lambda name, **_: loaded.append(name))
+    try:
+        with pytest.raises(StoreLockedError, match="in use by another babelrank process.*chroma-host"):
+            make_index()
+        assert loaded == []
+    finally:
+        os.close(holder)
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="the store lock is POSIX-only")
+def test_the_store_lock_is_released_when_the_model_fails_to_load(make_index, monkeypatch, tmp_path) -> None:
+    def missing(name: str, **_: object) -> None:
+        raise ModelNotFoundError(f"no model {name}")
+
+    monkeypatch.setattr("babelrank.index.load_bi_encoder", missing)
+    with pytest.raises(ModelNotFoundError):
+        make_index()
+    os.close(_flock(tmp_path / "store" / "babelrank.lock"))  # free for another process

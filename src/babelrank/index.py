@@ -22,7 +22,7 @@ from babelrank.neutral import IDENTITY, LanguageCalibration, LanguageMap, Neutra
 from babelrank.rerank import CrossEncoderReranker
 from babelrank.retriever import BabelRetriever, SearchResult, language_filter
 from babelrank.sources import SourceDocument, from_llama_documents, from_texts, read_paths, vanished
-from babelrank.store import CALIBRATION_KEY, ChromaStore, Hit
+from babelrank.store import CALIBRATION_KEY, ChromaStore, Hit, lock_store
 
 logger = logging.getLogger(__name__)
 
@@ -49,13 +49,18 @@ class BabelIndex:
     def __init__(self, settings: Settings | None = None, *, encoder: BiEncoder | None = None, **overrides: Any) -> None:
         self.settings = settings.replace(**overrides) if settings is not None else Settings.from_env(**overrides)
         s = self.settings
-        self.encoder = encoder or load_bi_encoder(
-            s.embed_model, model_dir=s.model_dir, device=s.device, backend=s.backend, cache_dir=s.cache_dir,
-            onnx_spinning=s.onnx_spinning,
-        )
-        self.store = ChromaStore(
-            s.collection, self.encoder.fingerprint(), path=s.store_path, host=s.chroma_host, port=s.chroma_port
-        )
+        early_lock = None if s.chroma_host else lock_store(s.store_path)  # a store in use fails before the model loads
+        try:
+            self.encoder = encoder or load_bi_encoder(
+                s.embed_model, model_dir=s.model_dir, device=s.device, backend=s.backend, cache_dir=s.cache_dir,
+                onnx_spinning=s.onnx_spinning,
+            )
+            self.store = ChromaStore(
+                s.collection, self.encoder.fingerprint(), path=s.store_path, host=s.chroma_host, port=s.chroma_port
+            )
+        finally:
+            if early_lock is not None:
+                early_lock.release()  # the store holds its own
         self.detector = make_detector(s.language_backend, s.expected_languages or None)
         tokens = self._chunk_tokens()
         self.chunker = TokenChunker(self.encoder.tokenizer, tokens, min(s.chunk_overlap, tokens // 4))

@@ -170,6 +170,20 @@ class _FileLock:
             del self._held[self.path]
 
 
+def lock_store(path: Path | str | None) -> _FileLock:
+    """Take the lock of the embedded store at `path` (the default store when None).
+
+    `ChromaStore` takes it as well; taking it first lets a caller refuse a store in use before
+    slow work such as loading a model. Hold it until the store is open, then `release()` it.
+
+    Raises:
+        StoreLockedError: another process holds the store.
+    """
+    lock = _FileLock(Path(path or ".babelrank/chroma").expanduser().resolve() / "babelrank.lock")
+    lock.acquire()
+    return lock
+
+
 class ChromaStore:
     """A Chroma collection holding babelrank chunks (cosine space, raw model vectors).
 
@@ -199,11 +213,9 @@ class ChromaStore:
             except Exception as exc:
                 raise ConnectionError(f"cannot reach the Chroma server at {self.location}: {exc}") from None
         else:
-            store = Path(path or ".babelrank/chroma").expanduser().resolve()
-            self.location = str(store)
-            self._lock = _FileLock(store / "babelrank.lock")
-            self._lock.acquire()
-            self.client = chromadb.PersistentClient(path=str(store), settings=chroma_settings)
+            self._lock = lock_store(path)
+            self.location = str(self._lock.path.parent)
+            self.client = chromadb.PersistentClient(path=self.location, settings=chroma_settings)
         self.name = collection
         # chunk id -> language tag, filled lazily by `languages`, kept in step by this
         # object's writes and dropped by `reload` (writes of other processes to a server)
