@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from babelrank.neutral import LanguageCalibration, NeutralScorer
+from babelrank.neutral import DEFAULT_MIN_COUNT, LanguageCalibration, NeutralScorer
 
 DIM = 64
 
@@ -73,7 +73,8 @@ def test_min_count_and_round_trip():
     cal.add_pseudo_queries(_unit(rng.normal(size=(20, DIM))), ["en"] * 20)
     assert cal.centroid("uk") is None and cal.centroid("en") is not None
     back = LanguageCalibration.from_dict(json.loads(json.dumps(cal.to_dict())))
-    assert back.counts == cal.counts and back.min_count == 20
+    assert back.counts == cal.counts and back.min_count == DEFAULT_MIN_COUNT  # a rule, not saved data
+    assert LanguageCalibration.from_dict(cal.to_dict(), min_count=20).centroid("uk") is None
     assert np.array_equal(back.centroid("en"), cal.centroid("en"))
     assert np.array_equal(back.variance("en"), cal.variance("en"))
     assert np.array_equal(back.pseudo_query_centroid("en"), cal.pseudo_query_centroid("en"))

@@ -69,10 +69,15 @@ import numpy as np
 log = logging.getLogger(__name__)
 
 UNKNOWN_LANGUAGES = frozenset({"", "und", "unknown", "xx"})
-DEFAULT_MIN_COUNT = 20
-"""Fewest chunks for a language's own statistics. Measured (benchmarks/neutral_study.py):
-statistics from 20 random chunks per language keep 96 % of the XQuAD-R gain of the whole
-collection's (mAP@20 0.668 vs 0.676, raw 0.481), from 100 chunks all of it; 5 are noisy."""
+DEFAULT_MIN_COUNT = 2
+"""Fewest chunks for a language's own statistics: neutral scoring works from a collection's
+first chunks. Measured (benchmarks/neutral_study.py, e5-small), statistics from N random
+chunks per language: XQuAD-R en+ru+de+es+zh+ar mAP@20 0.321 raw, 0.570 all, 0.482 / 0.526 /
+0.542 from 5 / 10 / 20 (hit@1 0.725-0.727 throughout); Tatoeba, no language of the 16
+below raw from 5 or 10 chunks. An English pool (XQuAD-R, 1180 sentences) with 2-10 chunks
+of another language beside it keeps its English mAP@20 within 0.3 points. The quickstart
+collection (3 chunks a language) needs it: its Ukrainian question ranked the Ukrainian
+market note above the English library text it asks about, without statistics."""
 
 
 def _is_unknown(language: str | None) -> bool:
@@ -199,12 +204,13 @@ class LanguageCalibration:
         return self._pseudo.mean(language)
 
     def to_dict(self) -> dict:
-        return {"dim": self.dim, "min_count": self.min_count, "chunks": self._chunks.to_dict(),
+        return {"dim": self.dim, "chunks": self._chunks.to_dict(),
                 "pseudo_queries": self._pseudo.to_dict()}
 
     @classmethod
-    def from_dict(cls, d: dict) -> LanguageCalibration:
-        cal = cls(int(d["dim"]), int(d.get("min_count", DEFAULT_MIN_COUNT)))
+    def from_dict(cls, d: dict, min_count: int = DEFAULT_MIN_COUNT) -> LanguageCalibration:
+        """Sums saved by `to_dict`; `min_count` is a scoring rule, not data, so it is not saved."""
+        cal = cls(int(d["dim"]), min_count)
         cal._chunks = _Sums.from_dict(cal.dim, d.get("chunks", {}))
         cal._pseudo = _Sums.from_dict(cal.dim, d.get("pseudo_queries", {}))
         return cal

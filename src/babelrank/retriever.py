@@ -24,7 +24,9 @@ _HIDDEN_KEYS = [
 ]
 
 MIN_DEDUP_CHUNKS = 20
-"""Fewest chunks in a collection for dedup (its centred cosine needs collection centroids)."""
+"""Fewest chunks in a collection for dedup (its centred cosine needs collection centroids),
+and in a language for dedup to centre on that language's own centroid (else the whole
+collection's): two chunks centred on their own centroid become opposite vectors."""
 
 DEFAULT_PREFER_MARGIN = 0.05
 """How far (in score units) a preferred-language result may trail and still rank first."""
@@ -243,7 +245,8 @@ class BabelRetriever(BaseRetriever):
                  if lang and lang != "und"]
         calibration = self.index.calibration.calibration
         overall = calibration.global_centroid()
-        centre = {lang: calibration.centroid(lang) for lang in set(languages)}
+        centre = {lang: calibration.centroid(lang) if calibration.counts.get(lang, 0) >= MIN_DEDUP_CHUNKS else None
+                  for lang in set(languages)}
         centres = np.stack([c if (c := centre[lang]) is not None else overall for lang in languages])
         groups = collapse_translations(
             np.stack([h.embedding for h in hits]), [h.score for h in hits], languages, threshold,
