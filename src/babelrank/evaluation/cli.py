@@ -21,7 +21,7 @@ import sys
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-from babelrank.config import Settings
+from babelrank.config import BACKENDS, Settings
 from babelrank.errors import BabelrankError, ConfigError, SourceError
 from babelrank.evaluation import datasets
 from babelrank.evaluation.compare import (
@@ -99,7 +99,7 @@ def _common(parser: argparse.ArgumentParser, compare: bool = False) -> None:
                        "BABELRANK_EMBED_MODEL or e5-small)")
         g.add_argument("--reranker", help="cross-encoder folder/preset/hub id, or 'none' for the first stage alone "
                        "(default: --rerank-model, BABELRANK_RERANK_MODEL, else the default reranker when it can be loaded)")
-        g.add_argument("--backend", default=S, help="torch, onnx or onnx-int8 [BABELRANK_BACKEND]")
+        g.add_argument("--backend", default=S, help=f"{', '.join(BACKENDS)} (default auto) [BABELRANK_BACKEND]")
     g.add_argument("--model-dir", default=S, help="folder of local models [BABELRANK_MODEL_DIR]")
     g.add_argument("--neutral", choices=("on", "off"), help="language-neutral scoring (default: the product default)")
     g.add_argument("--dedup", choices=("on", "off", "default"), default="off",
