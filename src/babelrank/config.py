@@ -14,6 +14,8 @@ ENV_PREFIX = "BABELRANK_"
 
 NeutralMode = Literal["auto", "on", "off"]
 BACKENDS = ("auto", "torch", "onnx", "onnx-int8")
+NO_RERANKER = frozenset({"none", "off", ""})
+"""Values of `rerank_model` that switch rerank off."""
 DedupMode = Literal["auto", "on", "off"]
 
 # Bounds of one query's options, shared by the HTTP API's request model and the CLI's flags (least: 1).

@@ -13,11 +13,11 @@ import numpy as np
 from llama_index.core.schema import NodeWithScore
 
 from babelrank.chunking import TokenChunker
-from babelrank.config import Settings
+from babelrank.config import NO_RERANKER, Settings
 from babelrank.errors import ConfigError, ModelNotFoundError
 from babelrank.ingest import IngestReport, Ingestor
 from babelrank.language import make_detector
-from babelrank.models import DEFAULT_RERANKER, BiEncoder, load_bi_encoder
+from babelrank.models import DEFAULT_RERANKER, BiEncoder, load_bi_encoder, prepare_cross_encoder
 from babelrank.neutral import IDENTITY, LanguageCalibration, LanguageMap, NeutralScorer, apply_maps, language_codes
 from babelrank.rerank import CrossEncoderReranker
 from babelrank.retriever import BabelRetriever, SearchResult, language_filter
@@ -128,6 +128,7 @@ class BabelIndex:
             paths, include=include, exclude=exclude, text_field=text_field, max_file_mb=self.settings.max_file_mb
         )
         report = IngestReport(skipped=list(skipped))
+        self.prepare_reranker()
         self._ingestor(progress).run(docs, report)
         if prune:
             gone = vanished(self.documents(), paths, docs, skipped)
@@ -146,12 +147,14 @@ class BabelIndex:
         progress: bool | None = None,
     ) -> IngestReport:
         """Ingest raw strings (ids default to a hash of each text)."""
+        self.prepare_reranker()
         return self._ingestor(progress).run(from_texts(texts, ids, metadata))
 
     def ingest_documents(self, documents: Iterable[Any], *, progress: bool | None = None) -> IngestReport:
         """Ingest llama-index `Document`s or `SourceDocument`s."""
         docs = list(documents)
         native = [d for d in docs if isinstance(d, SourceDocument)]
+        self.prepare_reranker()
         return self._ingestor(progress).run(native + from_llama_documents(d for d in docs if not isinstance(d, SourceDocument)))
 
     def delete(self, doc_ids: str | Iterable[str]) -> int:
@@ -182,24 +185,46 @@ class BabelIndex:
 
     def _load_reranker(self) -> CrossEncoderReranker | None:
         if not self._reranker_loaded:
-            name = self.settings.rerank_model
-            if name.lower() not in {"none", "off", ""}:
-                model = DEFAULT_RERANKER if name == "auto" else name
-                try:
-                    self._reranker = CrossEncoderReranker(
-                        model, top_n=self.settings.top_n, batch_size=self.settings.rerank_batch_size,
-                        max_length=self.settings.rerank_max_length,
-                        candidates=self.settings.rerank_candidates, margin=self.settings.rerank_margin,
-                        model_dir=str(self.settings.model_dir) if self.settings.model_dir else None,
-                        device=self.settings.device, backend=self.settings.backend,
-                        cache_dir=self.settings.cache_dir, onnx_spinning=self.settings.onnx_spinning,
-                    )
-                except ModelNotFoundError as exc:
-                    if name != "auto":
-                        raise
-                    logger.warning("rerank is off: %s (set BABELRANK_RERANK_MODEL=none to silence)", exc)
+            s = self.settings
+            self._reranker = self._rerank_model_or_none(lambda model: CrossEncoderReranker(
+                model, top_n=s.top_n, batch_size=s.rerank_batch_size, max_length=s.rerank_max_length,
+                candidates=s.rerank_candidates, margin=s.rerank_margin,
+                model_dir=str(s.model_dir) if s.model_dir else None, device=s.device, backend=s.backend,
+                cache_dir=s.cache_dir, onnx_spinning=s.onnx_spinning, trust_remote_code=s.trust_remote_code,
+            ))
             self._reranker_loaded = True
         return self._reranker
+
+    def prepare_reranker(self) -> None:
+        """Export the reranker to ONNX now if its backend needs an export the cache lacks.
+
+        Ingest calls this first, so that the one-time export (15-50 s) happens where waiting is
+        expected and never in the middle of a first query; a cached export is not opened.
+        """
+        with self._reranker_lock:
+            if self._reranker_loaded:
+                return
+            s = self.settings
+            found = self._rerank_model_or_none(lambda model: prepare_cross_encoder(
+                model, model_dir=s.model_dir, device=s.device, backend=s.backend, cache_dir=s.cache_dir,
+                trust_remote_code=s.trust_remote_code,
+            ))
+            if found is None:  # no rerank: nothing for a query to load either
+                self._reranker_loaded = True
+
+    def _rerank_model_or_none(self, use: Callable[[str], Any]) -> Any:
+        """`use(model)` for the configured reranker; None when rerank is off, or when "auto"
+        finds no default reranker (warned once)."""
+        name = self.settings.rerank_model
+        if name.strip().lower() in NO_RERANKER:
+            return None
+        try:
+            return use(DEFAULT_RERANKER if name == "auto" else name)
+        except ModelNotFoundError as exc:
+            if name != "auto":
+                raise
+            logger.warning("rerank is off: %s (set BABELRANK_RERANK_MODEL=none to silence)", exc)
+            return None
 
     def neutral_scorer(self, mode: str | None = None) -> NeutralScorer | None:
         """The language-neutral scorer, or None when the mode is off for this collection.

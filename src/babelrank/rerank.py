@@ -62,6 +62,7 @@ class CrossEncoderReranker(BaseNodePostprocessor):
         backend: str = "torch",
         cache_dir: str | Path | None = None,
         onnx_spinning: bool = True,
+        trust_remote_code: bool = False,
         cross_encoder: CrossEncoderModel | None = None,
         **kwargs: Any,
     ) -> None:
@@ -70,6 +71,7 @@ class CrossEncoderReranker(BaseNodePostprocessor):
         self._encoder = cross_encoder or load_cross_encoder(
             model, model_dir=model_dir, device=device, max_length=max_length, backend=backend,
             cache_dir=Path(cache_dir) if cache_dir else None, onnx_spinning=onnx_spinning,
+            trust_remote_code=trust_remote_code,
         )
 
     @classmethod

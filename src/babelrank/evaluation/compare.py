@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from babelrank.config import Settings
+from babelrank.config import NO_RERANKER, Settings
 from babelrank.errors import ConfigError, ModelNotFoundError
 from babelrank.evaluation.datasets import EvalCorpus
 from babelrank.evaluation.metrics import latency_percentiles
@@ -37,7 +37,6 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 #: reranker names that switch rerank off
-NO_RERANKER = frozenset({"none", "off", ""})
 PLOT_INSTALL = "pip install 'babelrank[plot]'"
 
 #: turns one configuration's reports (one per corpus, in corpus order) into

@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from babelrank.config import Settings
+from babelrank.config import NO_RERANKER, Settings
 from babelrank.errors import ConfigError
 from babelrank.evaluation.datasets import EvalCorpus, EvalDocument, EvalQuery
 from babelrank.evaluation.metrics import evaluate_by_group, evaluate_run, language_spread, latency_percentiles
@@ -53,7 +53,6 @@ COLLECTION = "eval"
 SAME_LANGUAGE_K = 10
 STAGES = ("embed", "search", "rerank")
 UNKNOWN_LANGUAGE = "und"
-_NO_RERANKER = {"none", "off", ""}
 
 
 # --- the report ---------------------------------------------------------------------------
@@ -290,7 +289,7 @@ def evaluate(
         raise ConfigError(f"{corpus.name}: no queries to evaluate")
     if not corpus.documents:
         raise ConfigError(f"{corpus.name}: no documents to evaluate")
-    if rerank and reranker is None and settings.rerank_model.strip().lower() in _NO_RERANKER:
+    if rerank and reranker is None and settings.rerank_model.strip().lower() in NO_RERANKER:
         raise ConfigError("rerank=True needs a rerank model (settings.rerank_model is 'none')")
     show = sys.stderr.isatty() if progress is None else progress
     changes: dict[str, Any] = {"collection": COLLECTION, "progress": show}
