@@ -331,7 +331,8 @@ def evaluate(
 def model_options(settings: Settings) -> dict[str, Any]:
     """Keyword arguments of `load_bi_encoder` / `CrossEncoderReranker` from settings."""
     return {"model_dir": settings.model_dir, "device": settings.device, "backend": settings.backend,
-            "cache_dir": settings.cache_dir, "onnx_spinning": settings.onnx_spinning}
+            "cache_dir": settings.cache_dir, "onnx_spinning": settings.onnx_spinning,
+            "trust_remote_code": settings.trust_remote_code}
 
 
 def _run(
