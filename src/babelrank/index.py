@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import itertools
 import logging
+import os
 import threading
 import time
+import uuid
 from collections import Counter
+from functools import partial
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
@@ -354,39 +358,55 @@ class BabelIndex:
 
 
 class _CalibrationKeeper:
-    """Keeps the collection's language calibration in step with every write.
+    """Keeps the collection's language calibration in step with every write, from any number of processes.
 
-    The per-language sums live in the collection metadata. A write first marks the
-    calibration dirty, then updates and saves it; a store found dirty (a write was killed
-    half-way) or whose counts disagree with the collection is recalibrated from scratch
-    from the stored vectors, so the calibration always equals a from-scratch one.
+    The calibration (per-language sums of the stored vectors) is saved in the collection
+    metadata with the writes under way (``pending``) and whether it is ``exact``. Every change
+    of that record is a read-modify-write under the store's metadata lock
+    (`ChromaStore.update_meta`), so no process's change is lost:
+
+    * a write registers in ``pending`` (`before_write`), stores its chunks, then adds its own
+      change of the sums to the record as it is *then* and leaves ``pending`` (`on_write`),
+      so writes of different documents add up exactly in any interleaving;
+    * a write that cannot finish (killed: in embedded mode one of another process, with a
+      server one pending for over `LEASE_SECONDS`) is dropped from ``pending`` and the record
+      marked not exact; so is a change that does not fit (the same document written by two
+      processes at once) and a record whose counts disagree with the collection once no
+      one writes;
+    * a record that is not exact is recalibrated from the stored vectors (`rebuild`) by the
+      last write to finish, or on open/refresh when no one writes. A rebuild is pending too
+      (renewed as it reads, so a killed one holds writes up for at most `REBUILD_LEASE_SECONDS`)
+      and writes wait for it, so it reads a collection that no one changes.
+
+    So once every writer has finished, the saved calibration equals one computed from scratch.
+    A lease that runs out on a live process costs a rebuild, not exactness.
     """
 
     REFRESH_SECONDS = 5.0
+    LEASE_SECONDS = 600.0
+    REBUILD_LEASE_SECONDS = 60.0
+    _process = uuid.uuid4().hex[:12]
+    _serial = itertools.count()
+    _active: set[str] = set()  # this process's writes and rebuilds under way
 
     def __init__(self, store: ChromaStore, dim: int) -> None:
         self.store = store
         self.dim = dim
+        self._token: str | None = None
         self._scorer: NeutralScorer | None = None
         self._loaded_at = 0.0
         self._load()
 
     def _load(self) -> None:
         saved = self.store.get_meta(CALIBRATION_KEY)
-        chunks = saved["calibration"]["chunks"] if saved else {}
-        loaded = None
-        if saved and not saved.get("dirty") and sum(c["count"] for c in chunks.values()) == self.store.count():
-            try:
-                loaded = LanguageCalibration.from_dict(saved["calibration"])
-            except KeyError:
-                logger.info("language calibration of %r is in an older format; recalibrating", self.store.name)
-        elif saved:
-            logger.warning("language calibration of %r is out of step; recalibrating from the stored vectors", self.store.name)
-        if loaded is None:
-            self.rebuild()
+        record = self._parse(saved)
+        live = [t for t, entry in record["pending"].items() if not self._dead(t, entry)]
+        if live or (record["exact"] and not record["pending"] and self._counted(record) == self.store.count()):
+            self._use(record)  # with writes under way, the last of them settles the calibration
         else:
-            self.calibration = loaded
-        self._scorer = None
+            if record is saved:
+                logger.warning("language calibration of %r is out of step; recalibrating from the stored vectors", self.store.name)
+            self.rebuild()
         self._loaded_at = time.monotonic()
 
     def refresh(self, force: bool = False) -> None:
@@ -396,28 +416,151 @@ class _CalibrationKeeper:
             self._load()
 
     def rebuild(self) -> LanguageCalibration:
-        """Calibration computed from every stored vector, and saved."""
+        """Recalibrate from every stored vector and save; left to the last writer while writes are under way."""
+        token = self._new_token()
+        try:
+            record = self._update(partial(self._register, token, True))
+            if token in record["pending"]:
+                try:
+                    fresh = self._from_scratch(token)
+                except BaseException:
+                    self._update(partial(self._rebuilt, token, None))
+                    raise
+                record = self._update(partial(self._rebuilt, token, fresh))
+        finally:
+            self._active.discard(token)
+        self._use(record)
+        return self.calibration
+
+    def _from_scratch(self, token: str) -> LanguageCalibration:
         calibration = LanguageCalibration(self.dim)
+        renewed = time.monotonic()
         for _, metas, vectors in self.store.iter_all(include_embeddings=True):
             calibration.add(vectors, [str(m.get("language", "und")) for m in metas])
-        self.calibration = calibration
-        self._save(dirty=False)
+            if time.monotonic() - renewed > self.REBUILD_LEASE_SECONDS / 4:
+                self._update(partial(self._renew, token))
+                renewed = time.monotonic()
         return calibration
 
-    def _save(self, dirty: bool) -> None:
-        self.store.set_meta(CALIBRATION_KEY, {"dirty": dirty, "calibration": self.calibration.to_dict()})
-
     def before_write(self) -> None:
-        self.refresh(force=True)
-        self._save(dirty=True)
+        """Register a write (waiting while a rebuild is under way)."""
+        if self._token is not None:
+            self._active.discard(self._token)  # a write that never finished
+        self._token = token = self._new_token()
+        record = self._update(partial(self._register, token, False))
+        if token not in record["pending"]:
+            logger.info("waiting for another process to recalibrate %r", self.store.name)
+        while token not in record["pending"]:
+            time.sleep(0.5)
+            record = self._update(partial(self._register, token, False))
+        self._use(record)
 
     def on_write(self, added: np.ndarray, added_languages: Sequence[str], removed: np.ndarray, removed_languages: Sequence[str]) -> None:
+        """Add a write's change to the saved calibration, as other processes left it, and end the write."""
+        token, self._token = self._token, None
+        try:
+            record = self._update(partial(self._apply, token, (added, added_languages, removed, removed_languages)))
+        finally:
+            if token is not None:
+                self._active.discard(token)
+        self._use(record)
+        if not record["exact"] and not record["pending"]:
+            self.rebuild()
+
+    # ---- the saved record (changed only through `_update`) ----------------------------------
+    def _update(self, change: Callable[[Any], dict[str, Any] | None]) -> dict[str, Any]:
+        return self._parse(self.store.update_meta(CALIBRATION_KEY, change))
+
+    def _parse(self, saved: Any) -> dict[str, Any]:
+        """The saved record; an empty one, not exact, when there is none or it is in an older format."""
+        try:
+            LanguageCalibration.from_dict(saved["calibration"])
+            if isinstance(saved["pending"], dict) and isinstance(saved["exact"], bool):
+                return saved
+        except (KeyError, TypeError):
+            pass
+        if saved is not None:
+            logger.info("language calibration of %r is in an older format; recalibrating", self.store.name)
+        return {"calibration": LanguageCalibration(self.dim).to_dict(), "pending": {}, "exact": False}
+
+    def _new_token(self) -> str:
+        token = f"{self._own()}{next(self._serial)}"
+        self._active.add(token)
+        return token
+
+    def _own(self) -> str:
+        """The prefix of this process's tokens."""
+        return f"{self._process}-{os.getpid()}-"
+
+    def _dead(self, token: str, entry: Mapping[str, Any]) -> bool:
+        """Whether a pending write or rebuild can no longer finish."""
+        if token.startswith(self._own()):
+            return token not in self._active
+        lease = self.REBUILD_LEASE_SECONDS if entry["rebuild"] else self.LEASE_SECONDS
+        return not self.store.shared or time.time() - float(entry["since"]) > lease
+
+    def _settle(self, saved: Any) -> dict[str, Any]:
+        """The record without the writes that cannot finish (not exact when there were any)."""
+        record = self._parse(saved)
+        dead = [t for t, entry in record["pending"].items() if self._dead(t, entry)]
+        if dead:
+            logger.warning("%d write(s) to %r did not finish; the language calibration will be rebuilt", len(dead), self.store.name)
+            record["pending"] = {t: e for t, e in record["pending"].items() if t not in dead}
+            record["exact"] = False
+        return record
+
+    def _register(self, token: str, rebuild: bool, saved: Any) -> dict[str, Any]:
+        """The record with `token` pending, unless a rebuild is under way (or, for a rebuild, anything)."""
+        record = self._settle(saved)
+        if not any(rebuild or entry["rebuild"] for entry in record["pending"].values()):
+            record["pending"][token] = {"since": time.time(), "rebuild": rebuild}
+        return record
+
+    def _renew(self, token: str, saved: Any) -> dict[str, Any] | None:
+        record = self._settle(saved)
+        if token not in record["pending"]:
+            return None
+        record["pending"][token]["since"] = time.time()
+        return record
+
+    def _apply(self, token: str | None, change: tuple[np.ndarray, Sequence[str], np.ndarray, Sequence[str]], saved: Any) -> dict[str, Any]:
+        record = self._settle(saved)
+        counted = record["pending"].pop(token, None) is not None  # else given up as dead: recalibrate
+        if counted:
+            try:
+                record["calibration"] = self._changed(record["calibration"], *change)
+            except ValueError:  # it removes what was never counted (two processes wrote one document)
+                counted = False
+        if not counted or (not record["pending"] and self._counted(record) != self.store.count()):
+            record["exact"] = False
+        return record
+
+    @staticmethod
+    def _changed(saved: dict[str, Any], added: np.ndarray, added_languages: Sequence[str], removed: np.ndarray,
+                 removed_languages: Sequence[str]) -> dict[str, Any]:
+        calibration = LanguageCalibration.from_dict(saved)
         if len(removed):
-            self.calibration.remove(removed, removed_languages)
+            calibration.remove(removed, removed_languages)
         if len(added):
-            self.calibration.add(added, added_languages)
+            calibration.add(added, added_languages)
+        return calibration.to_dict()
+
+    def _rebuilt(self, token: str, fresh: LanguageCalibration | None, saved: Any) -> dict[str, Any]:
+        """The record after a rebuild (`fresh` None: it failed); exact unless it was given up as dead meanwhile."""
+        record = self._settle(saved)
+        ours = record["pending"].pop(token, None) is not None
+        if fresh is not None:
+            record["calibration"] = fresh.to_dict()
+            record["exact"] = ours
+        return record
+
+    @staticmethod
+    def _counted(record: Mapping[str, Any]) -> int:
+        return sum(int(c["count"]) for c in record["calibration"]["chunks"].values())
+
+    def _use(self, record: Mapping[str, Any]) -> None:
+        self.calibration = LanguageCalibration.from_dict(record["calibration"])
         self._scorer = None
-        self._save(dirty=False)
 
     def languages(self) -> list[str]:
         """Every language with stored chunks ("und" included)."""

@@ -7,6 +7,7 @@ import logging
 import os
 import threading
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterator, Mapping, Sequence
@@ -24,6 +25,18 @@ RESERVED = (
     "content_sha256", "doc_sha256", "char_start", "char_end",
 )
 _PAGE = 2000
+_READ_TRIES = 6
+"""A Chroma read failing with an internal error is tried this often, waiting 0.05 s, 0.1 s, ...
+between tries: while another process writes, a Chroma 1.x server can briefly answer a read with
+"Error creating hnsw segment reader: Nothing found on disk" (seen when a collection's first
+index segment is being flushed; the next read, 25 ms later, succeeded)."""
+META_LOCK_SUFFIX = ".babelrank-lock"
+META_LOCK_LEASE = 30.0
+"""Seconds after which a metadata lock (an empty collection named `<collection>.babelrank-lock`
+on a Chroma server) counts as left by a killed process and is broken. It is held for a few
+requests; the holder's clock dates it, so the clocks of the writing machines must agree to
+well within this."""
+_LOCAL_META_LOCKS: dict[tuple[str, str], threading.Lock] = {}
 # HNSW search/build breadth. Chroma's default (100) loses true nearest neighbours on clustered
 # embeddings: on e5-small Tatoeba ukr+eng (2000 vectors) 3 % of queries got a wrong top-2 and
 # ~0.2 of the exact top-50 went missing per query; at 400 none did, for < 0.3 ms per query.
@@ -120,6 +133,20 @@ class StoredDoc:
     def complete(self) -> bool:
         """All chunks of one ingest of the document are present (an interrupted write is not)."""
         return self.chunk_count == len(self.chunk_ids)
+
+
+def _retrying(read: Callable[[], Any]) -> Any:
+    """`read()`, tried again after Chroma's internal errors (see `_READ_TRIES`)."""
+    from chromadb.errors import InternalError
+
+    for attempt in range(_READ_TRIES):
+        try:
+            return read()
+        except InternalError as exc:
+            if attempt == _READ_TRIES - 1:
+                raise
+            logger.info("Chroma read failed (%s); trying again", exc)
+            time.sleep(0.05 * 2**attempt)
 
 
 class _FileLock:
@@ -302,11 +329,87 @@ class ChromaStore:
         return json.loads(raw) if isinstance(raw, str) else None
 
     def set_meta(self, key: str, value: Any) -> None:
-        """Store a JSON value in the collection metadata."""
+        """Store a JSON value in the collection metadata (see `update_meta` for a read-modify-write)."""
         meta = dict(self.collection.metadata or {})
         meta[key] = json.dumps(value)
         meta.pop("hnsw:space", None)
         self.collection.modify(metadata=meta)
+
+    def update_meta(self, key: str, change: Callable[[Any], Any]) -> Any:
+        """Replace a JSON value in the collection metadata by `change(current)`, one process at a time.
+
+        Chroma replaces a collection's metadata as a whole and has no compare-and-set, so
+        every babelrank process on one collection serialises these updates with a lock (see
+        `META_LOCK_LEASE`): the current value is re-read under it, so no update is lost.
+
+        Args:
+            key: the metadata key.
+            change: gets the current value (None when absent) and returns the new one, or
+                None to leave it as it is.
+
+        Returns:
+            The value stored afterwards.
+        """
+        with self._meta_lock():
+            self.reload()
+            value = change(self.get_meta(key))
+            if value is None:
+                return self.get_meta(key)
+            self.set_meta(key, value)
+            return value
+
+    @contextmanager
+    def _meta_lock(self) -> Iterator[None]:
+        """Exclusive use of the collection metadata: a thread lock in embedded mode (the file lock
+        keeps other processes out), a lock collection on a Chroma server."""
+        if not self.shared:
+            with _LOCAL_META_LOCKS.setdefault((self.location, self.name), threading.Lock()):
+                yield
+            return
+        name = self.name + META_LOCK_SUFFIX
+        self._take_meta_lock(name)
+        try:
+            yield
+        finally:
+            self.client.delete_collection(name)
+
+    def _take_meta_lock(self, name: str) -> None:
+        """Create the lock collection `name`: wait while another process holds it, break it when held past the lease."""
+        deadline = time.monotonic() + 2 * META_LOCK_LEASE
+        delay, failures = 0.01, 0
+        while True:
+            try:
+                self.client.create_collection(name, metadata={"since": time.time()}, embedding_function=None)
+                return
+            except Exception as exc:  # mostly "already exists" (Chroma has no error class for it)
+                error = exc
+            since = self._held_since(name)
+            failures = failures + 1 if since is None else 0
+            if failures == 5:  # no lock there, yet it cannot be created
+                raise ConnectionError(f"cannot lock the metadata of {self.name!r} at {self.location}: {error}") from None
+            if since is not None and time.time() - since > META_LOCK_LEASE:
+                logger.warning("breaking the metadata lock of %r, held for %.0f s (by a killed process?)", self.name, time.time() - since)
+                self._drop_lock(name)
+            elif time.monotonic() > deadline:
+                raise TimeoutError(
+                    f"the metadata lock of {self.name!r} at {self.location} stays taken; if no babelrank process "
+                    f"is writing to it, delete the Chroma collection {name!r}"
+                )
+            time.sleep(delay)
+            delay = min(2 * delay, 0.2)
+
+    def _held_since(self, name: str) -> float | None:
+        """When the lock collection `name` was taken (None when there is none)."""
+        try:
+            return float((self.client.get_collection(name).metadata or {}).get("since", 0.0))
+        except Exception:
+            return None
+
+    def _drop_lock(self, name: str) -> None:
+        try:
+            self.client.delete_collection(name)
+        except Exception as exc:  # another process broke it first
+            logger.debug("could not delete %s: %s", name, exc)
 
     # ---- writes -------------------------------------------------------------------------
     def upsert(self, ids: Sequence[str], embeddings: np.ndarray, texts: Sequence[str], metadatas: Sequence[Mapping[str, Any]]) -> None:
@@ -338,15 +441,21 @@ class ChromaStore:
                 self._mirror.drop(ids)
 
     # ---- reads --------------------------------------------------------------------------
+    def _get(self, **kwargs: Any) -> Any:
+        return _retrying(lambda: self.collection.get(**kwargs))
+
+    def _query(self, **kwargs: Any) -> Any:
+        return _retrying(lambda: self.collection.query(**kwargs))
+
     def count(self) -> int:
-        return int(self.collection.count())
+        return int(_retrying(self.collection.count))
 
     def get(self, ids: Sequence[str], include_embeddings: bool = True) -> dict[str, tuple[str, dict[str, Any], np.ndarray | None]]:
         """Chunks by id: `{id: (text, metadata, embedding)}` for those present."""
         out: dict[str, tuple[str, dict[str, Any], np.ndarray | None]] = {}
         include = ["documents", "metadatas"] + (["embeddings"] if include_embeddings else [])
         for i in range(0, len(ids), _PAGE):
-            res = self.collection.get(ids=list(ids[i : i + _PAGE]), include=include)
+            res = self._get(ids=list(ids[i : i + _PAGE]), include=include)
             embs = res.get("embeddings") if include_embeddings else None
             for j, cid in enumerate(res["ids"]):
                 emb = np.asarray(embs[j], dtype=np.float32) if embs is not None else None
@@ -357,7 +466,7 @@ class ChromaStore:
         """Stored chunk ids and hashes of some documents (absent documents are left out)."""
         found: dict[str, list[tuple[str, Mapping[str, Any]]]] = {}
         for i in range(0, len(doc_ids), 500):
-            res = self.collection.get(where={"doc_id": {"$in": list(doc_ids[i : i + 500])}}, include=["metadatas"])
+            res = self._get(where={"doc_id": {"$in": list(doc_ids[i : i + 500])}}, include=["metadatas"])
             for cid, meta in zip(res["ids"], res["metadatas"]):
                 found.setdefault(str(meta["doc_id"]), []).append((cid, meta))
         state = {}
@@ -377,7 +486,7 @@ class ChromaStore:
         include = ["metadatas"] + (["embeddings"] if include_embeddings else [])
         offset = 0
         while True:
-            res = self.collection.get(include=include, limit=_PAGE, offset=offset, where=dict(where) if where else None)
+            res = self._get(include=include, limit=_PAGE, offset=offset, where=dict(where) if where else None)
             if not res["ids"]:
                 return
             embs = np.asarray(res["embeddings"], dtype=np.float32) if include_embeddings else None
@@ -387,7 +496,7 @@ class ChromaStore:
     def query(self, vector: np.ndarray, k: int, where: Mapping[str, Any] | None = None, include_embeddings: bool = False) -> list[Hit]:
         """Nearest chunks to `vector` (cosine), best first (fewer when the store holds fewer)."""
         include = ["documents", "metadatas", "distances"] + (["embeddings"] if include_embeddings else [])
-        res = self.collection.query(
+        res = self._query(
             query_embeddings=[np.asarray(vector, dtype=np.float32)],
             n_results=k,
             where=dict(where) if where else None,
@@ -411,7 +520,7 @@ class ChromaStore:
         Distances only: without documents and metadata Chroma answers a query of a few hundred
         neighbours about as fast as one of 50 (see `query` for whole hits).
         """
-        res = self.collection.query(
+        res = self._query(
             query_embeddings=[np.asarray(vector, dtype=np.float32)],
             n_results=k,
             where=dict(where) if where else None,
@@ -427,7 +536,7 @@ class ChromaStore:
         if not missing:
             return found  # type: ignore[return-value]
         for i in range(0, len(missing), _PAGE):
-            res = self.collection.get(ids=missing[i : i + _PAGE], include=["metadatas"])
+            res = self._get(ids=missing[i : i + _PAGE], include=["metadatas"])
             for cid, meta in zip(res["ids"], res["metadatas"]):
                 cache[cid] = str((meta or {}).get("language", "und"))
         return [cache.get(cid, "und") for cid in ids]
