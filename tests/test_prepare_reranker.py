@@ -56,3 +56,18 @@ def test_a_named_reranker_that_is_missing_is_an_error_at_ingest(make_index, monk
     monkeypatch.setattr(index_module, "prepare_cross_encoder", missing)
     with pytest.raises(ModelNotFoundError):
         make_index(rerank_model="/nowhere/cross-encoder").ingest_texts(["Червоний автомобіль."])
+
+
+def test_trust_remote_code_reaches_the_embedding_model(tiny_models, tmp_path, monkeypatch) -> None:
+    seen: dict[str, Any] = {}
+    real = index_module.load_bi_encoder
+
+    def record(name: str, **kwargs: Any) -> Any:
+        seen.update(kwargs)
+        return real(name, **kwargs)
+
+    monkeypatch.setattr(index_module, "load_bi_encoder", record)
+    index = index_module.BabelIndex(embed_model=str(tiny_models["bi"]), rerank_model="none",
+                                    store_path=tmp_path / "store", trust_remote_code=True, progress=False)
+    index.close()
+    assert seen["trust_remote_code"] is True

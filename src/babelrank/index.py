@@ -57,7 +57,7 @@ class BabelIndex:
         try:
             self.encoder = encoder or load_bi_encoder(
                 s.embed_model, model_dir=s.model_dir, device=s.device, backend=s.backend, cache_dir=s.cache_dir,
-                onnx_spinning=s.onnx_spinning,
+                onnx_spinning=s.onnx_spinning, trust_remote_code=s.trust_remote_code,
             )
             self.store = ChromaStore(
                 s.collection, self.encoder.fingerprint(), path=s.store_path, host=s.chroma_host, port=s.chroma_port
