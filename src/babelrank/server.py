@@ -548,7 +548,7 @@ class BodyLimitMiddleware:
                 await error_response(400, "bad_request", "invalid Content-Length header")(scope, receive, send)
                 return
         received = 0
-        started = False
+        tracked = _StartTrackingSend(send)
 
         async def limited_receive() -> Message:
             nonlocal received
@@ -559,17 +559,24 @@ class BodyLimitMiddleware:
                     raise _BodyTooLarge(self.max_bytes)
             return message
 
-        async def tracking_send(message: Message) -> None:
-            nonlocal started
-            if message["type"] == "http.response.start":
-                started = True
-            await send(message)
-
         try:
-            await self.app(scope, limited_receive, tracking_send)
+            await self.app(scope, limited_receive, tracked)
         except _BodyTooLarge:
-            if not started:
+            if not tracked.started:
                 await too_large(scope, receive, send)
+
+
+class _StartTrackingSend:
+    """An ASGI `send` that remembers whether the response has started."""
+
+    def __init__(self, send: Send) -> None:
+        self.send = send
+        self.started = False
+
+    async def __call__(self, message: Message) -> None:
+        if message["type"] == "http.response.start":
+            self.started = True
+        await self.send(message)
 
 
 class InternalErrorMiddleware:
@@ -586,18 +593,11 @@ class InternalErrorMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        started = False
-
-        async def tracking_send(message: Message) -> None:
-            nonlocal started
-            if message["type"] == "http.response.start":
-                started = True
-            await send(message)
-
+        tracked = _StartTrackingSend(send)
         try:
-            await self.app(scope, receive, tracking_send)
+            await self.app(scope, receive, tracked)
         except Exception as exc:
-            if started:  # half an answer is out: only closing the connection is left
+            if tracked.started:  # half an answer is out: only closing the connection is left
                 raise
             await core_error_response(scope["method"], scope["path"], exc)(scope, receive, send)
 
