@@ -49,3 +49,12 @@ def test_rerank_candidates_and_margin() -> None:
         Settings(rerank_candidates=0)
     with pytest.raises(ConfigError, match="rerank_margin must be >= 0"):
         Settings.from_env({"BABELRANK_RERANK_MARGIN": "-0.1"})
+
+
+@pytest.mark.parametrize("field, value", [("top_k", 1001), ("top_n", 201)])
+def test_settings_take_the_per_query_limits(field: str, value: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    with pytest.raises(ConfigError, match=f"{field} must be at most"):
+        Settings(**{field: value})
+    monkeypatch.setenv(f"BABELRANK_{field.upper()}", str(value))
+    with pytest.raises(ConfigError, match=f"{field} must be at most"):
+        Settings.from_env()

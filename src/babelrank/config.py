@@ -133,6 +133,9 @@ class Settings:
         for name in ("top_k", "top_n", "embed_batch_size", "rerank_batch_size", "chroma_port"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
+        for name, most in (("top_k", TOP_K_MAX), ("top_n", TOP_N_MAX)):
+            if getattr(self, name) > most:
+                raise ConfigError(f"{name} must be at most {most} (the per-query limit), got {getattr(self, name)}")
         if self.rerank_candidates is not None and self.rerank_candidates < 1:
             raise ConfigError(f"rerank_candidates must be >= 1, got {self.rerank_candidates}")
         if self.rerank_margin is not None and self.rerank_margin < 0:
