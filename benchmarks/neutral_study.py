@@ -6,7 +6,7 @@ Usage:
 
 Embeddings are cached as .npy under $NEUTRAL_CACHE (default /tmp/neutral_cache); the first run
 embeds ~70k texts with torch (about an hour on 2 busy cores). Every calibration is computed
-from the evaluated pool itself (the product setting), or from 5/10/20/100 random chunks per
+from the evaluated pool itself (the product setting), or from 2/3/5/10/20/100 random chunks per
 language (the first-chunks rows).
 """
 
@@ -29,7 +29,7 @@ from babelrank.neutral import DEFAULT_MIN_COUNT, IDENTITY, LanguageCalibration, 
 log = logging.getLogger("neutral_study")
 N_PSEUDO = 100  # pseudo-queries per language, only for recognising untagged queries
 RNG_SEED = 0
-SMALL = (5, 10)  # chunks per language for the first-chunks rows
+SMALL = (2, 3, 5, 10)  # chunks per language for the first-chunks rows
 
 
 def _unit(x: np.ndarray) -> np.ndarray:
@@ -225,7 +225,7 @@ def main() -> None:
     print("\n## Tatoeba mixed pool, acc@1 (pool = all English + other xx sentences)\n")
     print("cosK = cos(q - K mu_A, d - K mu_B); full = unclipped centring <q, d - mu_B>; "
           "previous = lift + spread on the raw query (before the lean removal); method = the product's score; method_unk = query language estimated; "
-          "method_5/10 = statistics from 5/10 random chunks per language; *_same = top-1 in query "
+          "method_N = statistics from N random chunks per language; *_same = top-1 in query "
           "language; en_* = English-only pool\n")
     print("| lang | " + " | ".join(cols) + " |")
     print("|---" * (len(cols) + 1) + "|")
