@@ -170,7 +170,7 @@ def test_neutral_search_takes_every_language_where(make_index, scan_mb) -> None:
         got = index.search_vectors(q, "uk", 10, where, scorer)
         want = sorted((s for s, lang in zip(exact, languages) if lang in wanted), reverse=True)[:10]
         assert [h.score for h in got] == pytest.approx(want, abs=1e-5), where
-        assert {h.metadata["language"] for h in got} == wanted, where
+        assert got and {h.metadata["language"] for h in got} <= wanted, where
     nodes = index.query("червоний автомобіль", where={"language": "uk"}, top_n=5)
     assert nodes and {n.node.metadata["language"] for n in nodes} == {"uk"}
 
