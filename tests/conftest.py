@@ -86,3 +86,22 @@ def e5_path(real_models_dir: Path) -> Path:
     if not path.is_dir():
         pytest.skip(f"{path} is missing")
     return path
+
+
+@pytest.fixture
+def refuse(monkeypatch: pytest.MonkeyPatch) -> Callable[[Path, object, str], None]:
+    """`refuse(target, obj, name)` makes `obj.name(path)` raise PermissionError for `target`:
+    tests run as root, which ignores file modes, so chmod cannot make a file or folder
+    unreadable here."""
+
+    def install(target: Path, obj: object, name: str) -> None:
+        real = getattr(obj, name)
+
+        def refusing(path: Any, *args: Any, **kwargs: Any) -> Any:
+            if Path(path) == target:
+                raise PermissionError(13, "Permission denied", str(path))
+            return real(path, *args, **kwargs)
+
+        monkeypatch.setattr(obj, name, refusing)
+
+    return install

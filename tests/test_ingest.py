@@ -235,20 +235,8 @@ def test_writer_runs_jobs_in_order_and_stops_at_the_first_failure() -> None:
         writer.submit(lambda: done.append(5))
 
 
-def _refuse(monkeypatch: pytest.MonkeyPatch, target: Path, obj: object, name: str) -> None:
-    """Make `obj.name(path)` raise PermissionError for `target`: tests run as root, which
-    ignores file modes, so chmod cannot make a file or folder unreadable here."""
-    real = getattr(obj, name)
 
-    def refusing(path, *args, **kwargs):
-        if Path(path) == target:
-            raise PermissionError(13, "Permission denied", str(path))
-        return real(path, *args, **kwargs)
-
-    monkeypatch.setattr(obj, name, refusing)
-
-
-def test_prune_keeps_what_cannot_be_read(make_index, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_prune_keeps_what_cannot_be_read(refuse, make_index, tmp_path: Path) -> None:
     index = make_index()
     folder = tmp_path / "docs"
     (folder / "sub").mkdir(parents=True)
@@ -257,8 +245,8 @@ def test_prune_keeps_what_cannot_be_read(make_index, tmp_path: Path, monkeypatch
     (folder / "c.txt").write_text(EN, encoding="utf-8")
     index.ingest([folder])
     stored = set(index.documents())
-    _refuse(monkeypatch, folder / "sub", os, "scandir")
-    _refuse(monkeypatch, folder / "c.txt", Path, "read_bytes")
+    refuse(folder / "sub", os, "scandir")
+    refuse(folder / "c.txt", Path, "read_bytes")
     report = index.ingest([folder], prune=True)
     assert (report.deleted, report.chunks_deleted, report.unchanged) == (0, 0, 1)
     assert {(Path(s.source).name, s.reason) for s in report.skipped} == {
@@ -286,7 +274,7 @@ def test_prune_deletes_records_removed_from_a_container(make_index, tmp_path: Pa
     assert set(index.documents()) == ids - {f"{records.resolve()}#2"}
 
 
-def test_bad_inputs_are_skipped_and_the_rest_is_ingested(make_index, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_bad_inputs_are_skipped_and_the_rest_is_ingested(refuse, make_index, tmp_path: Path) -> None:
     index = make_index()
     folder = tmp_path / "docs"
     folder.mkdir()
@@ -295,7 +283,7 @@ def test_bad_inputs_are_skipped_and_the_rest_is_ingested(make_index, tmp_path: P
     (folder / "deep.json").write_text("[" * 100_000 + "]" * 100_000)
     with open(os.fsencode(folder) + b"/\xcf\xf0\xe8\xe2\xb3\xf2.txt", "wb") as f:  # "Привіт" in cp1251
         f.write(RU.encode("utf-8"))
-    _refuse(monkeypatch, folder / "locked.txt", Path, "read_bytes")
+    refuse(folder / "locked.txt", Path, "read_bytes")
     report = index.ingest([folder])
     assert report.added == 1 and set(index.documents()) == {str((folder / "good.txt").resolve())}
     reasons = sorted(s.reason.split(";")[0] for s in report.skipped)

@@ -103,33 +103,21 @@ def test_html_to_text_decodes_entities() -> None:
     assert html_to_text("<p>a &amp; b</p><div>c<br>d</div>") == "a & b\n\nc\n\nd"
 
 
-def _refuse(monkeypatch: pytest.MonkeyPatch, target: Path, obj: object, name: str) -> None:
-    """Make `obj.name(path)` raise PermissionError for `target`: tests run as root, which
-    ignores file modes, so chmod cannot make a file or folder unreadable here."""
-    real = getattr(obj, name)
 
-    def refusing(path, *args, **kwargs):
-        if Path(path) == target:
-            raise PermissionError(13, "Permission denied", str(path))
-        return real(path, *args, **kwargs)
-
-    monkeypatch.setattr(obj, name, refusing)
-
-
-def test_unreadable_folder_is_listed_and_the_rest_is_read(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_unreadable_folder_is_listed_and_the_rest_is_read(refuse, tmp_path: Path) -> None:
     (tmp_path / "locked").mkdir()
     (tmp_path / "locked" / "a.txt").write_text("Locked away.")
     (tmp_path / "b.txt").write_text("Readable.")
-    _refuse(monkeypatch, tmp_path / "locked", os, "scandir")
+    refuse(tmp_path / "locked", os, "scandir")
     docs, skipped = read_paths([tmp_path])
     assert [Path(d.source).name for d in docs] == ["b.txt"]
     assert [(s.source, s.reason) for s in skipped] == [(str(tmp_path / "locked"), "cannot read folder: Permission denied")]
 
 
-def test_unreadable_file_is_skipped_and_the_rest_is_read(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_unreadable_file_is_skipped_and_the_rest_is_read(refuse, tmp_path: Path) -> None:
     (tmp_path / "a.txt").write_text("Locked away.")
     (tmp_path / "b.txt").write_text("Readable.")
-    _refuse(monkeypatch, tmp_path / "a.txt", Path, "read_bytes")
+    refuse(tmp_path / "a.txt", Path, "read_bytes")
     docs, skipped = read_paths([tmp_path])
     assert [Path(d.source).name for d in docs] == ["b.txt"]
     assert [(s.source, s.reason) for s in skipped] == [(str(tmp_path / "a.txt"), "cannot read file: Permission denied")]
