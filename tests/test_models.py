@@ -150,3 +150,27 @@ def test_trust_remote_code_setting_is_off_unless_asked(monkeypatch: pytest.Monke
     assert Settings().trust_remote_code is False
     monkeypatch.setenv("BABELRANK_TRUST_REMOTE_CODE", "1")
     assert Settings.from_env().trust_remote_code is True
+
+
+def test_fifo_lock_serves_a_waiting_thread_before_the_one_that_released_it() -> None:
+    import threading
+    import time
+
+    from babelrank.models import FifoLock
+
+    lock, order = FifoLock(), []
+
+    def other() -> None:
+        with lock:
+            order.append("waiting thread")
+
+    with lock:
+        waiter = threading.Thread(target=other)
+        waiter.start()
+        deadline = time.monotonic() + 10
+        while not lock._queue and time.monotonic() < deadline:  # the waiter has asked
+            time.sleep(0.001)
+    with lock:  # asks again at once, as an ingest does batch after batch
+        order.append("releasing thread")
+    waiter.join()
+    assert order == ["waiting thread", "releasing thread"]

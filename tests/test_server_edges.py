@@ -221,6 +221,70 @@ def test_a_query_does_not_wait_for_a_whole_ingest(index: BabelIndex, monkeypatch
     assert {f"d{i}" for i in range(6)} <= set(index.documents())
 
 
+def test_a_query_does_not_wait_for_one_long_document(make_index: Callable[..., BabelIndex], monkeypatch: pytest.MonkeyPatch) -> None:
+    """One document cannot be sliced: the query lane and per-batch encoder locking answer the
+    query while its ingest still embeds."""
+    index = make_index(embed_batch_size=2)
+    events: list[str] = []
+    real_batch = index.encoder._encode_batch
+
+    def slow_batch(texts: list[str], prompt: str) -> Any:
+        if prompt == index.encoder.document_prompt:
+            events.append("document batch")
+            time.sleep(0.05)  # a slow model
+        return real_batch(texts, prompt)
+
+    monkeypatch.setattr(index.encoder, "_encode_batch", slow_batch)
+    text = " ".join(f"Sentence {i} tells of rivers, mills and the bridge {i}." for i in range(400))
+    app = create_app(index=index, server_settings=ServerSettings())
+
+    async def main() -> tuple[httpx.Response, httpx.Response, int]:
+        async with app.router.lifespan_context(app):
+            transport = httpx.ASGITransport(app=app)
+            async with httpx.AsyncClient(transport=transport, base_url="http://localhost", timeout=120) as ac:
+                ingest = asyncio.create_task(ac.post("/v1/documents", json={"documents": [{"id": "long", "text": text}]}))
+                while "document batch" not in events:
+                    await asyncio.sleep(0.01)
+                query = await ac.post("/v1/query", json={"query": "river", "rerank": False})
+                batches_then = events.count("document batch")
+                return query, await ingest, batches_then
+
+    query, ingest, batches_then = asyncio.run(main())
+    assert query.status_code == 200 and ingest.status_code == 200
+    total = events.count("document batch")
+    assert total >= 10 and batches_then < total, (batches_then, total)  # answered mid-ingest
+    assert ingest.json()["chunks_written"] == 2 * total
+
+
+def test_queries_and_an_ingest_on_threads_share_the_tokenizer(index: BabelIndex) -> None:
+    """The chunker and the encoder share one tokenizer and one model, used here from three
+    threads at once (the server's query and write lanes do the same)."""
+    text = " ".join(f"Sentence {i} tells of rivers, mills and the bridge {i}." for i in range(300))
+    index.ingest_texts(["The mill by the river."], ids=["seed"])
+    errors: list[BaseException] = []
+    stop = threading.Event()
+
+    def ask() -> None:
+        while not stop.is_set():
+            try:
+                index.search("river and mill " * 20, rerank=False)
+            except BaseException as exc:  # noqa: BLE001 - collected for the assertion
+                errors.append(exc)
+                return
+
+    askers = [threading.Thread(target=ask) for _ in range(2)]
+    for t in askers:
+        t.start()
+    try:
+        report = index.ingest_texts([text] * 3, ids=["a", "b", "c"], progress=False)
+    finally:
+        stop.set()
+        for t in askers:
+            t.join()
+    assert not errors, errors[:1]
+    assert report.documents == 3 and report.chunks_written > 3
+
+
 def test_ingest_slices_keep_duplicate_ids_together(index: BabelIndex) -> None:
     docs = [{"id": "same", "text": "First version of the document about the river."},
             {"id": "other", "text": "Another document about the old mill and the bridge."},

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import re
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any, ContextManager, Sequence
 
 # sentence ends (Latin, Cyrillic, CJK punctuation) or blank lines
 _BOUNDARY = re.compile(r"(?<=[.!?…。！？;])\s+|\n\s*\n|\n(?=\s*[-*•#\d])")
@@ -39,9 +40,17 @@ class TokenChunker:
     starts where its unfinished last chunk started. Where tokens do not depend on the text
     before a sentence start (WordPiece; e5's SentencePiece, checked on XQuAD in six
     languages) this gives the same chunks as one piece would.
+
+    `lock`, when given, is held around every tokenizer call: pass the encoder's
+    (`BiEncoder.lock`) when both share one tokenizer and may run on different threads (a
+    Hugging Face fast tokenizer whose truncation settings change while another thread uses it
+    can fail with "Already borrowed").
     """
 
-    def __init__(self, tokenizer: Any, max_tokens: int, overlap: int = 0, piece_chars: int = PIECE_CHARS) -> None:
+    def __init__(
+        self, tokenizer: Any, max_tokens: int, overlap: int = 0, piece_chars: int = PIECE_CHARS,
+        lock: ContextManager[Any] | None = None,
+    ) -> None:
         if max_tokens < 8:
             raise ValueError(f"max_tokens must be >= 8, got {max_tokens}")
         if overlap >= max_tokens // 2:
@@ -52,17 +61,22 @@ class TokenChunker:
         self.max_tokens = max_tokens
         self.overlap = overlap
         self.piece_chars = piece_chars
+        self._lock = lock if lock is not None else contextlib.nullcontext()
+
+    def _tokenize(self, texts: list[str], offsets: bool) -> Any:
+        with self._lock:
+            return self.tokenizer(texts, add_special_tokens=False, return_offsets_mapping=offsets, truncation=False, verbose=False)
 
     def _offsets(self, texts: list[str]) -> list[list[tuple[int, int]]]:
         """Character spans of the tokens of each text (one batched tokenizer call)."""
-        enc = self.tokenizer(texts, add_special_tokens=False, return_offsets_mapping=True, truncation=False, verbose=False)
+        enc = self._tokenize(texts, offsets=True)
         return [[(s, e) for s, e in mapping if e > s] for mapping in enc["offset_mapping"]]
 
     def count(self, texts: list[str]) -> list[int]:
         """Token counts without special tokens."""
         if not texts:
             return []
-        return [len(ids) for ids in self.tokenizer(texts, add_special_tokens=False, truncation=False, verbose=False)["input_ids"]]
+        return [len(ids) for ids in self._tokenize(texts, offsets=False)["input_ids"]]
 
     def split(self, text: str) -> list[Chunk]:
         """Split `text` into chunks; whitespace-only text gives no chunk."""

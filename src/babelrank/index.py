@@ -67,7 +67,7 @@ class BabelIndex:
                 early_lock.release()  # the store holds its own
         self.detector = make_detector(s.language_backend, s.expected_languages or None)
         tokens = self._chunk_tokens()
-        self.chunker = TokenChunker(self.encoder.tokenizer, tokens, min(s.chunk_overlap, tokens // 4))
+        self.chunker = TokenChunker(self.encoder.tokenizer, tokens, min(s.chunk_overlap, tokens // 4), lock=self.encoder.lock)
         self._reranker: CrossEncoderReranker | None = None
         self._reranker_loaded = False
         self._reranker_lock = threading.Lock()
@@ -567,10 +567,12 @@ class _CalibrationKeeper:
         return sorted(self.calibration.counts)
 
     def scorer(self) -> NeutralScorer:
+        """The scorer of the current calibration (a write on another thread may replace it meanwhile)."""
         self.refresh()
-        if self._scorer is None:
-            self._scorer = NeutralScorer(self.calibration)
-        return self._scorer
+        calibration, scorer = self.calibration, self._scorer
+        if scorer is None or scorer.calibration is not calibration:
+            scorer = self._scorer = NeutralScorer(calibration)
+        return scorer
 
     def describe(self) -> dict[str, Any]:
         """Per-language chunk counts and whether each has a centroid."""

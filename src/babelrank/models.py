@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import logging
 import os
@@ -13,6 +14,7 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 import numpy as np
+from tqdm.auto import tqdm
 
 from babelrank.errors import BabelrankError, ConfigError, ModelNotFoundError
 
@@ -197,6 +199,34 @@ def _hub_offline() -> bool:
     return os.environ.get("HF_HUB_OFFLINE", "").lower() in {"1", "true", "yes"}
 
 
+class FifoLock:
+    """A lock granted in the order it was asked for.
+
+    `threading.Lock` lets the thread that releases it take it straight back: an ingest
+    embedding batch after batch kept a waiting query out for 3.4 s (three batches) in
+    `benchmarks/query_during_ingest.py`. Here the query, asking first, goes next.
+    """
+
+    def __init__(self) -> None:
+        self._state = threading.Condition()
+        self._queue: collections.deque[object] = collections.deque()
+        self._held = False
+
+    def __enter__(self) -> None:
+        ticket = object()
+        with self._state:
+            self._queue.append(ticket)
+            while self._held or self._queue[0] is not ticket:
+                self._state.wait()
+            self._queue.popleft()
+            self._held = True
+
+    def __exit__(self, *exc: object) -> None:
+        with self._state:
+            self._held = False
+            self._state.notify_all()
+
+
 class BiEncoder:
     """A sentence-transformers bi-encoder with the right prompt on each side.
 
@@ -219,7 +249,9 @@ class BiEncoder:
         self.query_prompt = query
         self.document_prompt = document
         self.truncated = 0
-        self._lock = threading.Lock()  # tokenizers and models are not safe across threads
+        self.lock = FifoLock()
+        """Held while the model or its tokenizer runs (neither is safe across threads); share
+        it with anything else that calls `tokenizer` (the chunker)."""
 
     @property
     def dimension(self) -> int:
@@ -236,11 +268,15 @@ class BiEncoder:
 
     def special_tokens(self) -> int:
         """How many special tokens the tokenizer adds to a single text."""
-        return len(self.tokenizer("", add_special_tokens=True)["input_ids"])
+        with self.lock:
+            return len(self.tokenizer("", add_special_tokens=True)["input_ids"])
 
     def prompt_tokens(self, prompt: str) -> int:
         """Token count of a prompt without special tokens."""
-        return len(self.tokenizer(prompt, add_special_tokens=False)["input_ids"]) if prompt else 0
+        if not prompt:
+            return 0
+        with self.lock:
+            return len(self.tokenizer(prompt, add_special_tokens=False)["input_ids"])
 
     def fingerprint(self) -> dict[str, str | int]:
         """What identifies the vector space this model writes (stored with the collection).
@@ -257,28 +293,37 @@ class BiEncoder:
         }
 
     def _encode(self, texts: Sequence[str], prompt: str, batch_size: int, progress: bool) -> np.ndarray:
-        with self._lock:
-            return self._encode_locked(texts, prompt, batch_size, progress)
-
-    def _encode_locked(self, texts: Sequence[str], prompt: str, batch_size: int, progress: bool) -> np.ndarray:
+        """Embed longest texts first, one batch per hold of `lock`, so that a query on another
+        thread waits for at most one batch of a long ingest, not for all of it."""
         if not texts:
             return np.zeros((0, self.dimension), dtype=np.float32)
+        order = np.argsort([-len(t) for t in texts], kind="stable")
+        size = max(1, batch_size)
+        parts, over = [], 0
+        for start in tqdm(range(0, len(texts), size), desc="embed", unit="batch", disable=not progress or len(texts) <= size):
+            with self.lock:
+                vectors, batch_over = self._encode_batch([texts[i] for i in order[start : start + size]], prompt)
+            parts.append(vectors)
+            over += batch_over
+        self._count_truncated(over)
+        out = np.empty((len(texts), parts[0].shape[1]), dtype=np.float32)
+        out[order] = np.concatenate(parts)
+        return out
+
+    def _encode_batch(self, texts: list[str], prompt: str) -> tuple[np.ndarray, int]:
+        """Unit vectors of one batch and how many of its texts were truncated (hold `lock`)."""
         # the ONNX adapter counts over-long texts from its own tokenization (no second pass)
         counted = hasattr(self.model, "last_over_limit")
         if not counted:
             lengths = self.tokenizer([prompt + t for t in texts], add_special_tokens=True, truncation=False, verbose=False)["input_ids"]
-            self._count_truncated(sum(len(ids) > self.max_seq_length for ids in lengths))
+            over = sum(len(ids) > self.max_seq_length for ids in lengths)
         vectors = self.model.encode(
-            list(texts),
-            prompt=prompt or None,
-            batch_size=batch_size,
-            show_progress_bar=progress,
-            normalize_embeddings=True,
-            convert_to_numpy=True,
+            texts, prompt=prompt or None, batch_size=len(texts), show_progress_bar=False,
+            normalize_embeddings=True, convert_to_numpy=True,
         )
         if counted:
-            self._count_truncated(int(self.model.last_over_limit))
-        return np.asarray(vectors, dtype=np.float32)
+            over = int(self.model.last_over_limit)
+        return np.asarray(vectors, dtype=np.float32), over
 
     def _count_truncated(self, over: int) -> None:
         if over:

@@ -11,12 +11,12 @@ Endpoints (see ``/docs`` for the OpenAPI schema):
 Design:
 
 * Models (bi-encoder, reranker, lingua's language models) load once, at start-up (lifespan), before the first request is accepted.
-* All model and store work runs on one dedicated worker thread, so the event loop is never
-  blocked. One thread, because the tokenizers and lazily-initialised parts of the core are not
-  safe to share between threads (the chunker and the encoder share a tokenizer); jobs queue in
-  FIFO order behind it. Writes (ingest, delete) are additionally serialised with an
-  `asyncio.Lock`, and an ingest request is one job per slice of documents
-  (`ServerSettings.ingest_slice_chars`), so a query waits for one slice, not a whole ingest.
+* Model and store work runs on two worker threads, so the event loop is never blocked:
+  queries on one, writes (ingest, delete) on the other, so a query does not queue behind an
+  ingest. The tokenizer and model are shared under the encoder's lock, taken one embedding
+  batch at a time, so a query waits for at most one batch of a running ingest. Writes are
+  also serialised with an `asyncio.Lock`, and an ingest request is one job per slice of
+  documents (`ServerSettings.ingest_slice_chars`), so a delete waits for one slice.
 * Errors are JSON ``{"error": {"type": ..., "message": ...}}`` (422 validation errors add
   ``"details"``), with the status codes listed in `ERROR_TYPES`; none closes the connection.
 * `RequestGuardMiddleware` refuses what a page on another site could make a browser send:
@@ -112,10 +112,10 @@ class ServerSettings:
             ``/v1/collections``; the folders of files ingested on the server in results' ``source``,
             ``doc_id`` and chunk ids, which then show the file name only); None (default) = only
             when no token is set.
-        ingest_slice_chars: an ingest request's documents go to the model thread in slices of about
-            this many characters (a longer document alone), and queries that arrive meanwhile run
-            between two slices instead of after the whole request (default 20 000: some 20-25
-            chunks of 256 tokens). One document longer than a slice is still one job.
+        ingest_slice_chars: an ingest request's documents go to the write thread in slices of
+            about this many characters (a longer document alone), and a delete that arrives
+            meanwhile runs between two slices instead of after the whole request (default
+            20 000: some 20-25 chunks of 256 tokens). Queries have their own thread.
     """
 
     api_token: str | None = None
@@ -604,7 +604,13 @@ class InternalErrorMiddleware:
 
 # ---- the service -------------------------------------------------------------------------
 class Service:
-    """The index plus the machinery that keeps model work off the event loop."""
+    """The index plus the machinery that keeps model work off the event loop.
+
+    Blocking work runs on two worker threads, one lane each: queries (and statistics) on one,
+    writes (start-up, ingest, delete) on the other, so a query never queues behind an ingest;
+    the two share the models through their locks (`BiEncoder.lock`: one embedding batch at a
+    time). Writes are also serialised with an `asyncio.Lock`.
+    """
 
     def __init__(self, settings: Settings, server: ServerSettings, index: Any = None) -> None:
         self.settings = settings
@@ -612,16 +618,16 @@ class Service:
         self.index = index
         self.owns_index = index is None
         self.write_lock: asyncio.Lock | None = None
-        self.executor: ThreadPoolExecutor | None = None
+        self.lanes: dict[str, ThreadPoolExecutor] = {}
 
     async def start(self) -> None:
         self.write_lock = asyncio.Lock()  # created inside the serving event loop
-        self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="babelrank-model")
+        self.lanes = {lane: ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"babelrank-{lane}") for lane in ("read", "write")}
         try:
             if self.index is None:
                 from babelrank.index import BabelIndex
 
-                self.index = await self.run(BabelIndex, self.settings)
+                self.index = await self.run(BabelIndex, self.settings, lane="write")
             # load the reranker and language-ID models now (once), not on the first queries
             await self.run(self.index.warm_up)
         except BaseException as exc:
@@ -632,29 +638,29 @@ class Service:
         logger.info("ready: collection %r at %s", self.index.store.name, self.index.store.location)
 
     async def stop(self) -> None:
-        if self.executor is not None:
-            executor, self.executor = self.executor, None
+        lanes, self.lanes = self.lanes, {}
+        for executor in lanes.values():
             await asyncio.to_thread(executor.shutdown, wait=True)  # lets running work finish
         if self.owns_index and self.index is not None:
             self.index.close()
             self.index = None
 
-    async def run(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-        """Run blocking model/store work on the model thread."""
-        if self.executor is None:
+    async def run(self, fn: Callable[..., T], *args: Any, lane: str = "read", **kwargs: Any) -> T:
+        """Run blocking model/store work on the worker thread of `lane` ("read" or "write")."""
+        if not self.lanes:
             raise ApiError("not_ready", "the service is not started (its lifespan has not run)")
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self.executor, lambda: fn(*args, **kwargs))
+        return await loop.run_in_executor(self.lanes[lane], lambda: fn(*args, **kwargs))
 
     async def ingest(self, docs: Sequence[Any]) -> Any:
         """Ingest `docs` under the write lock, one slice (`ServerSettings.ingest_slice_chars`) per
-        model-thread job: a query that arrives meanwhile waits for one slice, not the whole request."""
+        write-lane job, so that a delete waits for one slice, not for the whole request."""
         from babelrank.ingest import IngestReport
 
         report = IngestReport()
         async with self.writing():
             for part in ingest_slices(docs, self.server.ingest_slice_chars):
-                add_report(report, await self.run(self.require_index().ingest_documents, part, progress=False))
+                add_report(report, await self.run(self.require_index().ingest_documents, part, progress=False, lane="write"))
         return report
 
     def writing(self) -> asyncio.Lock:
@@ -850,7 +856,7 @@ def create_app(
         """Delete one document (all its chunks); 404 when the collection does not hold it."""
         idx = service.require_index()
         async with service.writing():
-            removed = await service.run(idx.delete, [doc_id])
+            removed = await service.run(idx.delete, [doc_id], lane="write")
         if not removed:
             raise ApiError("not_found", f"no document with id {doc_id!r}")
         return {"doc_id": doc_id, "chunks_deleted": removed}
@@ -921,7 +927,7 @@ async def _read_uploads(request: Request, service: Service) -> tuple[list[Any], 
             path = folder / name
             path.write_bytes(await upload.read())
             try:
-                docs.extend(await service.run(_read_upload, path, name, extra))
+                docs.extend(await service.run(_read_upload, path, name, extra, lane="write"))
             except SourceError as exc:
                 skipped.append(Skipped(name, str(exc)))
     return docs, skipped
