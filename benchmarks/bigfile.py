@@ -60,10 +60,10 @@ def worker(path: Path, model: str) -> dict[str, float]:
     """Read and chunk one file (in this process); its sizes, time and peak RSS."""
     from transformers import AutoTokenizer
 
-    from babelrank.chunking import TokenChunker
     from babelrank.config import Settings
     from babelrank.index import DEFAULT_CHUNK_TOKENS
-    from babelrank.sources import read_file
+    from babelrank.ingest.chunking import TokenChunker
+    from babelrank.ingest.sources import read_file
 
     chunker = TokenChunker(AutoTokenizer.from_pretrained(model), DEFAULT_CHUNK_TOKENS, Settings().chunk_overlap)
     before = _rss_mb()

@@ -1,6 +1,6 @@
 """Measure the centred-cosine threshold that tells translations apart from different content.
 
-Translation-aware results (`babelrank.dedup`) collapse two results when the cosine of their
+Translation-aware results (`babelrank.query.dedup`) collapse two results when the cosine of their
 stored passage vectors, each centred on its language's centroid, is at or above a threshold.
 The threshold is a property of the embedding model, so it is measured here on Tatoeba
 (LASER files `tatoeba.<xxx>-eng.*`), passage prompt on both sides:
@@ -161,7 +161,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--json", action="store_true", help="print the suggested threshold as JSON last")
     args = ap.parse_args(argv)
 
-    from babelrank.models import load_bi_encoder
+    from babelrank.models.encoders import load_bi_encoder
 
     encoder = load_bi_encoder(args.model, device=args.device)
     langs = [x.strip() for x in args.langs.split(",") if x.strip()]

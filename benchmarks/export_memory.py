@@ -26,7 +26,11 @@ from pathlib import Path
 def build_model(tokenizer: Path, out: Path) -> Path:
     """A random-weight XLM-R sequence classifier of mmarco-mMiniLMv2-L12-H384's shape."""
     import torch
-    from transformers import AutoTokenizer, XLMRobertaConfig, XLMRobertaForSequenceClassification
+    from transformers import (
+        AutoTokenizer,
+        XLMRobertaConfig,
+        XLMRobertaForSequenceClassification,
+    )
 
     torch.manual_seed(0)
     tok = AutoTokenizer.from_pretrained(str(tokenizer))
@@ -39,7 +43,7 @@ def build_model(tokenizer: Path, out: Path) -> Path:
 
 def worker(model: str, backend: str, cache: str) -> None:
     """Export (and load) the model in this process; print one JSON line."""
-    from babelrank.models import load_cross_encoder
+    from babelrank.models.encoders import load_cross_encoder
 
     started = time.perf_counter()
     cross = load_cross_encoder(model, backend=backend, device="cpu", cache_dir=Path(cache))

@@ -20,7 +20,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from babelrank.language import (
+from babelrank.models.language import (
     LanguageDetector,
     _CueDetector,
     _LangdetectProfiles,

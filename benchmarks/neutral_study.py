@@ -13,8 +13,8 @@ language (the first-chunks rows).
 from __future__ import annotations
 
 import argparse
-import os
 import logging
+import os
 import sys
 from pathlib import Path
 
@@ -24,7 +24,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
 import neutral_data as nd  # noqa: E402
-from babelrank.neutral import DEFAULT_MIN_COUNT, IDENTITY, LanguageCalibration, NeutralScorer, _unit, apply_maps, language_codes  # noqa: E402
+
+from babelrank.query.neutral import (  # noqa: E402
+    IDENTITY,
+    NeutralScorer,
+    apply_maps,
+    language_codes,
+)
+from babelrank.store.calibration import DEFAULT_MIN_COUNT, LanguageCalibration  # noqa: E402
 
 log = logging.getLogger("neutral_study")
 N_PSEUDO = 100  # pseudo-queries per language, only for recognising untagged queries

@@ -89,7 +89,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     args = parser.parse_args(argv)
 
     from babelrank import BabelIndex
-    from babelrank.server import ServerSettings, create_app
+    from babelrank.apps.server.app import ServerSettings, create_app
 
     print(f"load average before: {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores", file=sys.stderr)
     rows = []

@@ -158,7 +158,7 @@ def worker_quality(cfg: dict[str, Any]) -> dict[str, Any]:
     """Raw encode throughput (chunks, short sentences) and retrieval quality of one model/backend."""
     from babelrank.evaluation.datasets import xquad_r_sentence_pool
     from babelrank.evaluation.metrics import average_precision_at_k
-    from babelrank.models import load_bi_encoder
+    from babelrank.models.encoders import load_bi_encoder
 
     data = Path(cfg["data"])
     t0 = time.perf_counter()
@@ -203,7 +203,7 @@ def _layers(model: str) -> int | None:
 def worker_babelrank(cfg: dict[str, Any]) -> dict[str, Any]:
     """babelrank ingest vs raw encode of the same chunks, then query latency by stage."""
     from babelrank import BabelIndex
-    from babelrank.models import load_bi_encoder
+    from babelrank.models.encoders import load_bi_encoder
 
     backend = cfg["backend"]
     store = Path(cfg["workdir"]) / f"babelrank-{backend}"
@@ -312,9 +312,9 @@ def worker_llamaindex(cfg: dict[str, Any]) -> dict[str, Any]:
     """The stock llama-index way, defaults everywhere (torch)."""
     import chromadb
     from llama_index.core import Document, StorageContext, VectorStoreIndex
+    from llama_index.core.postprocessor import SentenceTransformerRerank
     from llama_index.core.schema import QueryBundle
     from llama_index.embeddings.huggingface import HuggingFaceEmbedding
-    from llama_index.core.postprocessor import SentenceTransformerRerank
     from llama_index.vector_stores.chroma import ChromaVectorStore
 
     store = Path(cfg["workdir"]) / "llamaindex"
@@ -359,7 +359,7 @@ def worker_llamaindex(cfg: dict[str, Any]) -> dict[str, Any]:
 
 def worker_prepare(cfg: dict[str, Any]) -> dict[str, Any]:
     """Export (once, cached) every model for a backend, so that measured runs load from the cache."""
-    from babelrank.models import load_bi_encoder, load_cross_encoder
+    from babelrank.models.encoders import load_bi_encoder, load_cross_encoder
 
     t0 = time.perf_counter()
     for model in cfg["bi"]:

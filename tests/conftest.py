@@ -7,7 +7,6 @@ from pathlib import Path
 from typing import Any, Callable, Iterator
 
 import pytest
-
 from tiny_models import build_bi_encoder, build_cross_encoder
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")

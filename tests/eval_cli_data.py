@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from babelrank.evaluation.cli import register
+from babelrank.apps.cli.evaluation import register
 
 SENTENCES = {
     "en": [["The red car is parked near the house.", "It belongs to my brother."],

@@ -7,12 +7,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from tiny_models import build_bi_encoder, build_raw_bert
 
-from babelrank import backends
 from babelrank.config import Settings
 from babelrank.errors import ConfigError
-from babelrank.models import load_bi_encoder, load_cross_encoder
-from tiny_models import build_bi_encoder, build_raw_bert
+from babelrank.models import onnx as backends
+from babelrank.models.encoders import load_bi_encoder, load_cross_encoder
 
 pytest.importorskip("onnxruntime")
 pytest.importorskip("onnx")
@@ -169,7 +169,7 @@ def test_collections_are_shared_across_backends(make_index, cache: Path) -> None
 
 
 def test_export_is_cached(tiny_models: dict[str, Path], cache: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
-    with caplog.at_level(logging.WARNING, logger="babelrank.backends"):
+    with caplog.at_level(logging.WARNING, logger="babelrank.models.onnx"):
         first = load_bi_encoder(str(tiny_models["bi"]), backend="onnx-int8").encode_documents(TEXTS)
     assert any("exporting embedding model" in r.getMessage() for r in caplog.records)
     folders = list(cache.iterdir())
@@ -179,9 +179,9 @@ def test_export_is_cached(tiny_models: dict[str, Path], cache: Path, monkeypatch
         raise AssertionError("exported again")
 
     monkeypatch.setattr(backends, "export_bi_encoder", boom)
-    monkeypatch.setattr("babelrank.models._load", boom)  # not even the torch weights are loaded
+    monkeypatch.setattr("babelrank.models.encoders._load", boom)  # not even the torch weights are loaded
     caplog.clear()
-    with caplog.at_level(logging.WARNING, logger="babelrank.backends"):
+    with caplog.at_level(logging.WARNING, logger="babelrank.models.onnx"):
         again = load_bi_encoder(str(tiny_models["bi"]), backend="onnx-int8").encode_documents(TEXTS)
     assert not caplog.records
     np.testing.assert_array_equal(first, again)
@@ -296,11 +296,11 @@ def test_auto_backend_runs_both_models_in_onnx_int8_on_cpu(tiny_models: dict[str
 def test_prepare_cross_encoder_exports_before_the_first_query(
     tiny_models: dict[str, Path], cache: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
-    from babelrank.models import prepare_cross_encoder
+    from babelrank.models.encoders import prepare_cross_encoder
 
     assert prepare_cross_encoder(str(tiny_models["cross"]), backend="torch") == "torch"
     assert not cache.exists()  # torch needs no export
-    with caplog.at_level(logging.WARNING, logger="babelrank.backends"):
+    with caplog.at_level(logging.WARNING, logger="babelrank.models.onnx"):
         assert prepare_cross_encoder(str(tiny_models["cross"]), backend="auto", device="cpu") == "onnx-int8"
     assert "exporting rerank model" in caplog.text
     (folder,) = cache.iterdir()
@@ -310,7 +310,7 @@ def test_prepare_cross_encoder_exports_before_the_first_query(
         raise AssertionError("exported or loaded torch weights again")
 
     monkeypatch.setattr(backends, "export_cross_encoder", boom)
-    monkeypatch.setattr("babelrank.models._load", boom)
+    monkeypatch.setattr("babelrank.models.encoders._load", boom)
     assert prepare_cross_encoder(str(tiny_models["cross"]), backend="auto", device="cpu") == "onnx-int8"
     cross = load_cross_encoder(str(tiny_models["cross"]), backend="auto", device="cpu")
     assert cross.logits(QUERY, TEXTS).shape == (len(TEXTS),)
@@ -324,7 +324,7 @@ def test_export_frees_the_torch_model_before_fusing_and_quantizing(
     import gc
     import weakref
 
-    from babelrank import models
+    from babelrank.models import encoders as models
 
     alive: list[weakref.ref] = []
     load = models._load

@@ -2,8 +2,8 @@ from pathlib import Path
 
 import pytest
 
-from babelrank.chunking import TokenChunker
-from babelrank.models import load_bi_encoder
+from babelrank.ingest.chunking import TokenChunker
+from babelrank.models.encoders import load_bi_encoder
 
 TEXT = (
     "Червоний автомобіль стоїть біля будинку. Сусіди кажуть, що власник поїхав. "

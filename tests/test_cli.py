@@ -16,7 +16,7 @@ from typing import Any, Iterator
 
 import pytest
 
-from babelrank import cli
+from babelrank.apps.cli import main as cli
 from babelrank.config import Settings
 
 DATA = Path(__file__).resolve().parents[1] / "examples" / "data"
@@ -245,8 +245,8 @@ def test_query_bounds(ingested: dict[str, str], capsys: pytest.CaptureFixture[st
 
 
 def test_query_bounds_are_the_http_api_bounds(ingested: dict[str, str], capsys: pytest.CaptureFixture[str]) -> None:
+    from babelrank.apps.server.app import QueryRequest
     from babelrank.config import TOP_K_MAX, TOP_N_MAX
-    from babelrank.server import QueryRequest
 
     fields = QueryRequest.model_json_schema()["properties"]
     assert max(s.get("maximum", 0) for s in fields["k"]["anyOf"]) == TOP_K_MAX
@@ -333,7 +333,7 @@ def test_model_and_language_flags_are_settings(tmp_path: Path) -> None:
 def test_serve_hands_the_backend_to_its_workers(env: dict[str, str], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
     import uvicorn
 
-    from babelrank.server import SERVE_CONFIG_ENV, app_from_env
+    from babelrank.apps.server.app import SERVE_CONFIG_ENV, app_from_env
 
     for name in (SERVE_CONFIG_ENV, *(cli.ENV_PREFIX + key.upper() for key in cli.SERVER_KEYS)):
         monkeypatch.setenv(name, "")  # restored after the test: serve writes these for its workers
@@ -356,7 +356,7 @@ def test_serve_hands_the_backend_to_its_workers(env: dict[str, str], monkeypatch
 
 
 def test_server_keys_are_the_server_settings() -> None:
-    from babelrank.server import ServerSettings
+    from babelrank.apps.server.app import ServerSettings
 
     assert set(cli.SERVER_KEYS) == {f.name for f in dataclasses.fields(ServerSettings)}
 
@@ -444,7 +444,7 @@ def test_help_everywhere(capsys: pytest.CaptureFixture[str], command: str) -> No
 
 
 def test_eval_is_registered_when_present(capsys: pytest.CaptureFixture[str]) -> None:
-    pytest.importorskip("babelrank.evaluation.cli")
+    pytest.importorskip("babelrank.apps.cli.evaluation")
     code, out, _ = run(capsys, "--help")
     assert code == 0 and "eval" in out
     code, out, _ = run(capsys, "eval", "--help")
@@ -453,7 +453,7 @@ def test_eval_is_registered_when_present(capsys: pytest.CaptureFixture[str]) -> 
 
 def test_console_script() -> None:
     exe = Path(sys.executable).parent / "babelrank"
-    cmd = [str(exe)] if exe.exists() else [sys.executable, "-m", "babelrank.cli"]
+    cmd = [str(exe)] if exe.exists() else [sys.executable, "-m", "babelrank.apps.cli.main"]
     done = subprocess.run([*cmd, "query", "--help"], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0 and "--no-rerank" in done.stdout
     done = subprocess.run([*cmd, "ingest", "/no/such/path"], capture_output=True, text=True, timeout=120,
@@ -474,7 +474,7 @@ def test_serve_runs_uvicorn(ingested: dict[str, str], tmp_path: Path) -> None:
     port = _free_port()
     env = {**os.environ, "BABELRANK_API_TOKEN": "tok", "HF_HUB_OFFLINE": "1"}
     log = open(tmp_path / "serve.log", "wb")
-    proc = subprocess.Popen([sys.executable, "-m", "babelrank.cli", "serve", "--port", str(port), "--quiet"],
+    proc = subprocess.Popen([sys.executable, "-m", "babelrank.apps.cli.main", "serve", "--port", str(port), "--quiet"],
                             env=env, stdout=log, stderr=subprocess.STDOUT)
     try:
         deadline = time.monotonic() + 120

@@ -13,11 +13,16 @@ from typing import Any
 import chromadb
 import numpy as np
 import pytest
-
-from babelrank.neutral import LanguageCalibration
-from babelrank.store import CALIBRATION_KEY, META_LOCK_LEASE, META_LOCK_SUFFIX, ChromaStore
 from test_index import _same, _scratch, _texts
 from test_server import chroma_server  # noqa: F401  (a real `chroma run` on a free local port)
+
+from babelrank.store.calibration import LanguageCalibration
+from babelrank.store.chroma import (
+    CALIBRATION_KEY,
+    META_LOCK_LEASE,
+    META_LOCK_SUFFIX,
+    ChromaStore,
+)
 
 WRITER = """
 import sys

@@ -9,9 +9,14 @@ import pytest
 from llama_index.core.schema import MetadataMode
 
 from babelrank.config import Settings
-from babelrank.dedup import FALLBACK_THRESHOLD, alternates, collapse_translations, default_threshold
 from babelrank.errors import ConfigError
-from babelrank.models import BiEncoder, load_bi_encoder
+from babelrank.models.encoders import BiEncoder, load_bi_encoder
+from babelrank.query.dedup import (
+    FALLBACK_THRESHOLD,
+    alternates,
+    collapse_translations,
+    default_threshold,
+)
 
 
 def _unit(v: np.ndarray) -> np.ndarray:
@@ -241,7 +246,7 @@ XQUAD_CHUNK_TOKENS = 500
 def xquad_four(e5_path: Path, real_data_dir: Path, tmp_path_factory: pytest.TempPathFactory):
     from babelrank import BabelIndex
     from babelrank.evaluation import xquad_paragraph_pool
-    from babelrank.sources import SourceDocument
+    from babelrank.ingest.sources import SourceDocument
 
     langs = ["en", "ru", "de", "es"]
     corpus = xquad_paragraph_pool(real_data_dir / "xquad", langs, langs, limit=XQUAD_PARAGRAPHS)

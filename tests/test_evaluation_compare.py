@@ -9,12 +9,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
-from babelrank.errors import ConfigError, ModelNotFoundError, SourceError
 from eval_cli_data import parser as _parser
 from eval_cli_data import run_cli as _run
 from eval_cli_data import write_data
-from babelrank.models import BiEncoder
+
+from babelrank.errors import ConfigError, ModelNotFoundError, SourceError
+from babelrank.models.encoders import BiEncoder
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
@@ -141,7 +141,7 @@ def test_backends_of_one_model(data: Path, common: list[str], tiny_models: dict[
                                monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
     pytest.importorskip("onnxruntime")
     pytest.importorskip("onnx")
-    from babelrank import backends
+    from babelrank.models import onnx as backends
 
     monkeypatch.setenv(backends.CACHE_ENV, str(tmp_path / "onnx"))
     out = json.loads(_run(["compare", "tatoeba-mixed", "--data", str(data / "tatoeba"), "--languages", "ukr,rus",
@@ -198,7 +198,7 @@ def test_errors(data: Path, common: list[str], two_models: list[str], tmp_path: 
 
 def test_through_the_main_cli(data: Path, tiny_models: dict[str, Path], tmp_path: Path,
                               capsys: pytest.CaptureFixture[str]) -> None:
-    main_cli = pytest.importorskip("babelrank.cli")
+    main_cli = pytest.importorskip("babelrank.apps.cli.main")
     code = main_cli.main(["compare", "xquad-r", "--data", str(data / "xquad-r"), "--model", str(tiny_models["bi"]),
                           "--reranker", "none", "--device", "cpu", "--json", "-q", "--cache-dir", str(tmp_path)])
     captured = capsys.readouterr()

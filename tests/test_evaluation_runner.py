@@ -26,7 +26,7 @@ from babelrank.evaluation import (
     xquad_r_sentence_pool,
 )
 from babelrank.evaluation.runner import head_tatoeba, same_language_at_k, store_key
-from babelrank.models import load_bi_encoder
+from babelrank.models.encoders import load_bi_encoder
 
 # float noise between differently padded batches; a top-1 disagreement on a wider margin is a loss
 NEAR_TIE = 1e-4
@@ -226,7 +226,7 @@ def test_store_searches_wide_enough(tmp_path: Path) -> None:
     import chromadb
     from chromadb.config import Settings as ChromaSettings
 
-    from babelrank.store import HNSW_EF, ChromaStore
+    from babelrank.store.chroma import HNSW_EF, ChromaStore
 
     client = chromadb.PersistentClient(path=str(tmp_path / "old"), settings=ChromaSettings(anonymized_telemetry=False))
     client.get_or_create_collection("legacy", configuration={"hnsw": {"space": "cosine"}}, embedding_function=None)

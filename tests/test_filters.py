@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 
 from babelrank.errors import FilterError
-from babelrank.filters import validate_where
+from babelrank.query.filters import validate_where
 
 
 @pytest.mark.parametrize("where", [

@@ -7,8 +7,9 @@ import numpy as np
 import pytest
 
 from babelrank import ModelNotFoundError, StoreLockedError
-from babelrank.neutral import LanguageCalibration, LanguageMap
-from babelrank.store import CALIBRATION_KEY
+from babelrank.query.neutral import LanguageMap
+from babelrank.store.calibration import LanguageCalibration
+from babelrank.store.chroma import CALIBRATION_KEY
 
 UK = ["Червоний автомобіль стоїть біля будинку.", "Синій будинок біля річки.", "Чайник кипить на кухні щоранку.",
       "Старий міст відремонтували минулого літа.", "Бібліотека відкривається о дев'ятій ранку."]

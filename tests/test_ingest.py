@@ -9,8 +9,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from babelrank.ingest import Ingestor, chunk_id
-from babelrank.sources import SourceDocument
+from babelrank.ingest.pipeline import Ingestor
+from babelrank.ingest.sources import SourceDocument
+from babelrank.schema import chunk_id
 
 UK = "Червоний автомобіль стоїть біля будинку на вулиці. Синій будинок біля річки, поруч старий міст і парк."
 RU = "Красная машина стоит возле дома у реки. Синий дом у реки, рядом старый мост и парк."
@@ -139,8 +140,8 @@ def test_killed_process_rerun_equals_uninterrupted(make_index, tiny_models, tmp_
     script = textwrap.dedent(f"""
         import time
         from babelrank import BabelIndex
-        from babelrank.ingest import Ingestor
-        from babelrank.sources import read_paths
+        from babelrank.ingest.pipeline import Ingestor
+        from babelrank.ingest.sources import read_paths
         index = BabelIndex(embed_model={str(tiny_models['bi'])!r}, rerank_model="none", store_path={str(store)!r},
                            chunk_tokens=16, chunk_overlap=0, progress=False)
         real = index.store.upsert
@@ -187,8 +188,8 @@ def test_duplicate_ids_keep_the_first(make_index) -> None:
 
 def test_small_groups_and_slices_store_the_same_as_one_write(make_index) -> None:
     """Groups, length-sorted slices and the writer thread change nothing in the stored state."""
-    from babelrank.neutral import LanguageCalibration
-    from babelrank.store import CALIBRATION_KEY
+    from babelrank.store.calibration import LanguageCalibration
+    from babelrank.store.chroma import CALIBRATION_KEY
 
     first, final = _corpus(14), _corpus(14)
     final[3] = SourceDocument("doc3", UK + " Новий кінець.", "test", {"n": 3})  # changed: new and stale chunks
@@ -215,7 +216,7 @@ def test_small_groups_and_slices_store_the_same_as_one_write(make_index) -> None
 def test_writer_runs_jobs_in_order_and_stops_at_the_first_failure() -> None:
     import threading
 
-    from babelrank.ingest import _Writer
+    from babelrank.ingest.pipeline import _Writer
 
     done: list[int] = []
     gate = threading.Event()

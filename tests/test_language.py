@@ -1,4 +1,4 @@
-"""Tests for babelrank.language (unit tests + accuracy floors on Tatoeba/XQuAD data).
+"""Tests for babelrank.models.language (unit tests + accuracy floors on Tatoeba/XQuAD data).
 
 Accuracy floors read the data folder from ``BABELRANK_TEST_DATA`` (e.g. /work/shared/data).
 """
@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from babelrank import language
-from babelrank.language import (
+from babelrank.models import language
+from babelrank.models.language import (
     UNDETERMINED,
     Detection,
     LanguageTagger,

@@ -12,7 +12,7 @@ import pytest
 
 from babelrank import BabelIndex
 from babelrank.evaluation import hit_at_k, xquad_paragraph_pool
-from babelrank.sources import SourceDocument
+from babelrank.ingest.sources import SourceDocument
 
 pytestmark = pytest.mark.real_model
 

@@ -5,7 +5,7 @@ import pytest
 from llama_index.core.schema import NodeWithScore, QueryBundle, TextNode
 
 from babelrank import CrossEncoderReranker
-from babelrank.rerank import sigmoid
+from babelrank.query.rerank import sigmoid
 
 
 @pytest.fixture(scope="module")

@@ -23,7 +23,7 @@ import httpx  # noqa: E402
 from fastapi.testclient import TestClient  # noqa: E402
 
 from babelrank import BabelIndex, Settings, StoreLockedError  # noqa: E402
-from babelrank.server import ServerSettings, create_app  # noqa: E402
+from babelrank.apps.server.app import ServerSettings, create_app  # noqa: E402
 
 DATA = Path(__file__).resolve().parents[1] / "examples" / "data"
 

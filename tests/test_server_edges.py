@@ -22,8 +22,8 @@ from fastapi import FastAPI  # noqa: E402
 from fastapi.testclient import TestClient  # noqa: E402
 
 from babelrank import BabelIndex  # noqa: E402
+from babelrank.apps.server.app import ServerSettings, create_app  # noqa: E402
 from babelrank.errors import ConfigError  # noqa: E402
-from babelrank.server import ServerSettings, create_app  # noqa: E402
 
 DATA = Path(__file__).resolve().parents[1] / "examples" / "data"
 TEXTS = ["The river flows past the old mill and the market square.",

@@ -5,9 +5,17 @@ from pathlib import Path
 import pytest
 
 from babelrank import SourceError
-from babelrank.sources import (
-    Skipped, SourceDocument, from_llama_documents, from_texts, html_to_text, read_file, read_paths, vanished,
+from babelrank.ingest.sources import (
+    Skipped,
+    SourceDocument,
+    from_llama_documents,
+    from_texts,
+    html_to_text,
+    read_file,
+    read_paths,
+    vanished,
 )
+
 
 def _pdf(text: str) -> bytes:
     """A minimal one-page PDF showing `text` (ASCII), with a correct xref table."""

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from babelrank import ModelMismatchError, StoreLockedError
-from babelrank.store import ChromaStore
+from babelrank.store.chroma import ChromaStore
 
 FP = {"model": "m", "dimension": 3, "query_prompt": "", "document_prompt": ""}
 
@@ -137,7 +137,7 @@ def test_embedded_store_is_locked_while_open(tmp_path: Path) -> None:
 
     with ChromaStore("test-col", FP, path=tmp_path):
         code = (
-            "import sys; from babelrank.store import ChromaStore\n"
+            "import sys; from babelrank.store.chroma import ChromaStore\n"
             f"try: ChromaStore('test-col', {FP!r}, path={str(tmp_path)!r})\n"
             "except Exception as e: print(type(e).__name__, e); sys.exit(3)\n"
         )

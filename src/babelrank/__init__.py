@@ -1,6 +1,6 @@
 """babelrank: multilingual retrieve-and-rerank for LLM applications."""
 
-from babelrank.config import Settings
+from babelrank.config import VERSION, Settings
 from babelrank.errors import (
     BabelrankError,
     ConfigError,
@@ -10,9 +10,9 @@ from babelrank.errors import (
     StoreLockedError,
 )
 from babelrank.index import BabelIndex
-from babelrank.ingest import IngestReport
-from babelrank.rerank import CrossEncoderReranker
-from babelrank.retriever import BabelRetriever, SearchResult
+from babelrank.ingest.pipeline import IngestReport
+from babelrank.query.rerank import CrossEncoderReranker
+from babelrank.query.retriever import BabelRetriever, SearchResult
 
 __all__ = [
     "BabelIndex",
@@ -28,4 +28,4 @@ __all__ = [
     "SourceError",
     "StoreLockedError",
 ]
-__version__ = "0.1.0"
+__version__ = VERSION

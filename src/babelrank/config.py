@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Literal, Mapping, get_args, get_origin, get_type_hints
 
 from babelrank.errors import ConfigError
+
+VERSION = "0.1.0"
+"""The package version (also in pyproject.toml; `babelrank.__version__`)."""
 
 ENV_PREFIX = "BABELRANK_"
 
@@ -33,7 +37,7 @@ class Settings:
     `BABELRANK_<FIELD>` (e.g. `BABELRANK_EMBED_MODEL`); keywords win over the environment.
 
     Attributes:
-        embed_model: bi-encoder, as a preset name (see `babelrank.models.PRESETS`), a model
+        embed_model: bi-encoder, as a preset name (see `babelrank.models.encoders.PRESETS`), a model
             hub id, or a local folder.
         rerank_model: cross-encoder (preset, hub id or folder); `"none"` switches rerank off;
             `"auto"` uses the default cross-encoder when it can be loaded and otherwise
@@ -65,7 +69,7 @@ class Settings:
             "onnx" (ONNX Runtime fp32 with fused LayerNorm/GELU kernels) or "onnx-int8" (plus
             dynamic int8 weights; fastest on CPU). The ONNX backends run on CPU and export each
             model once into `cache_dir` (the embedding model when the index opens; the rerank
-            model with `babelrank.models.prepare_cross_encoder`, else at its first use).
+            model with `babelrank.models.encoders.prepare_cross_encoder`, else at its first use).
         cache_dir: where exported ONNX models are cached; None = `~/.cache/babelrank/onnx`.
         trust_remote_code: let models that ship their own Python code run it (transformers'
             `trust_remote_code`; e.g. the `jina-reranker-v2` and `gte-reranker` presets need
@@ -77,7 +81,7 @@ class Settings:
             process): set it false there.
         expected_languages: ISO 639-1 codes the collection holds (empty = any language);
             language detection only answers one of these (or "und").
-        language_backend: language detector backend (see `babelrank.language.make_detector`).
+        language_backend: language detector backend (see `babelrank.models.language.make_detector`).
         neutral: language-neutral scoring: "auto" (on when the collection holds more than
             one language), "on" or "off".
         neutral_scan_mb: neutral search scores every chunk exactly from an in-memory copy of
@@ -86,12 +90,12 @@ class Settings:
             costs on 2 cores), else it over-fetches from Chroma; 0 = always Chroma.
         dedup: translation-aware results: collapse results that are translations or near
             duplicates of each other into one, keeping the query-language version and listing
-            the others in its `alternates` metadata (see `babelrank.dedup`). "auto" (on when
+            the others in its `alternates` metadata (see `babelrank.query.dedup`). "auto" (on when
             the collection holds more than one language and the threshold is known for the
             model), "on" or "off". Collections under 20 chunks are never deduplicated.
         dedup_threshold: centred cosine (stored passage vectors minus their language's
             centroid in the collection) at or above which two results are merged; None = the
-            default calibrated for the embedding model (`babelrank.dedup.DEFAULT_THRESHOLDS`,
+            default calibrated for the embedding model (`babelrank.query.dedup.DEFAULT_THRESHOLDS`,
             0.61 for multilingual-e5-small); measure your own with
             `benchmarks/dedup_threshold.py --model PATH --data TATOEBA_DIR`.
         min_score: drop results whose final score is below this.
@@ -229,3 +233,120 @@ def coerce_setting(name: str, value: Any, tp: Any) -> Any:
     except (TypeError, ValueError):
         raise ConfigError(f"setting {name!r}: cannot use {value!r} as {base.__name__}") from None
     return value
+
+
+SERVE_CONFIG_ENV = ENV_PREFIX + "SERVE_CONFIG"  # JSON settings handed to `uvicorn --workers` processes
+
+
+@dataclass(frozen=True)
+class ServerSettings:
+    """Settings of the HTTP layer only (the index is configured by `Settings`).
+
+    Each can also be set by ``BABELRANK_<NAME>`` (e.g. ``BABELRANK_ALLOWED_ORIGINS``; lists are
+    comma-separated; an empty variable counts as unset); keywords win.
+
+    Attributes:
+        api_token: when set, every endpoint except ``/health`` needs ``Authorization: Bearer <token>``.
+            A blank token is refused (`ConfigError`) rather than read as "no token".
+        max_body_bytes: largest request body accepted; larger ones get 413 (default 10 MiB).
+        max_query_chars: longest query accepted; longer ones get 422 (default 2000).
+        allowed_hosts: without a token, the names the server answers to besides the loopback
+            names (``localhost``, ``127.0.0.1``, ``::1``) and the address a request arrived at
+            (``babelrank serve --host NAME`` adds NAME); a request whose ``Host`` header names
+            another gets 403, so a web page whose own name was made to resolve to this server
+            (DNS rebinding) cannot use it. ``*`` = any name. Not checked when a token is set.
+        allowed_origins: web origins (``https://app.example``) whose pages may call the API from
+            a browser; ``*`` = any. A request whose ``Origin`` header names another origin than
+            the server's own gets 403, token or not; requests without one (curl, programs) pass.
+        expose_paths: show server file paths in answers (the store and model folders in
+            ``/v1/collections``; the folders of files ingested on the server in results' ``source``,
+            ``doc_id`` and chunk ids, which then show the file name only); None (default) = only
+            when no token is set.
+        ingest_slice_chars: an ingest request's documents go to the write thread in slices of
+            about this many characters (a longer document alone), and a delete that arrives
+            meanwhile runs between two slices instead of after the whole request (default
+            20 000: some 20-25 chunks of 256 tokens). Queries have their own thread.
+    """
+
+    api_token: str | None = None
+    max_body_bytes: int = 10 * 1024 * 1024
+    max_query_chars: int = 2000
+    allowed_hosts: tuple[str, ...] = ()
+    allowed_origins: tuple[str, ...] = ()
+    expose_paths: bool | None = None
+    ingest_slice_chars: int = 20_000
+
+    def __post_init__(self) -> None:
+        if self.api_token is not None and not self.api_token.strip():
+            raise ConfigError(f"api_token ({ENV_PREFIX}API_TOKEN) is blank: set a real token "
+                              "(e.g. `openssl rand -hex 32`), or unset it to serve without authentication")
+        for name in ("max_body_bytes", "max_query_chars", "ingest_slice_chars"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
+        for origin in self.allowed_origins:
+            if origin != "*" and "://" not in origin:
+                raise ConfigError(f"allowed_origins: {origin!r} is not a web origin; write scheme://host[:port], "
+                                  "e.g. https://app.example")
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> "ServerSettings":
+        """Read the ``BABELRANK_<NAME>`` variables of these settings; keywords win."""
+        env = os.environ if env is None else env
+        hints = get_type_hints(cls)
+        unknown = set(overrides) - set(hints)
+        if unknown:
+            raise ConfigError(f"unknown server setting(s): {', '.join(sorted(unknown))}; known: {', '.join(hints)}")
+        values = {name: parse_setting(name, raw, tp) for name, tp in hints.items()
+                  if (raw := env.get(ENV_PREFIX + name.upper()))}
+        values.update({k: coerce_setting(k, v, hints[k]) for k, v in overrides.items() if v is not None})
+        return cls(**values)
+
+    @property
+    def shows_paths(self) -> bool:
+        """Whether answers show server file paths (`expose_paths`, by default only without a token)."""
+        return self.expose_paths if self.expose_paths is not None else self.api_token is None
+
+    def to_env(self) -> dict[str, str]:
+        """These settings as ``BABELRANK_*`` variables, for worker processes (unset ones left out)."""
+        out: dict[str, str] = {}
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if value is not None and value != ():
+                out[ENV_PREFIX + f.name.upper()] = _env_text(value)
+        return out
+
+
+def _env_text(value: Any) -> str:
+    if isinstance(value, tuple):
+        return ",".join(value)
+    return str(value).lower() if isinstance(value, bool) else str(value)
+
+
+def dump_serve_config(settings: Settings, server: ServerSettings) -> str:
+    """Both settings of a server as one JSON object, for its worker processes (`load_serve_config`)."""
+    def plain(obj: Any) -> dict[str, Any]:
+        return {f.name: str(v) if isinstance(v, Path) else list(v) if isinstance(v, tuple) else v
+                for f in dataclasses.fields(obj) if (v := getattr(obj, f.name)) is not None}
+
+    return json.dumps({"settings": plain(settings), "server": plain(server)})
+
+
+def load_serve_config(raw: str) -> tuple[Settings, ServerSettings]:
+    """The settings written by `dump_serve_config` (the environment is not read)."""
+    data = json.loads(raw)
+    return Settings.from_env(env={}, **data["settings"]), ServerSettings.from_env(env={}, **data["server"])
+
+
+MODES = ("auto", "on", "off")
+"""A per-query switch: ``auto`` (as the collection calls for), ``on`` or ``off``."""
+Mode = Literal["auto", "on", "off"]
+_MODE_FLAGS: dict[str, bool | None] = {"auto": None, "on": True, "off": False}
+
+
+def mode_flag(mode: str | None) -> bool | None:
+    """A per-query ``auto``/``on``/``off`` as the retriever takes it (None = as configured)."""
+    if mode is None:
+        return None
+    if mode not in _MODE_FLAGS:
+        raise ValueError(f"expected one of {', '.join(MODES)}, got {mode!r}")
+    return _MODE_FLAGS[mode]

@@ -2,31 +2,44 @@
 
 from __future__ import annotations
 
-import itertools
 import logging
-import os
 import threading
-import time
-import uuid
 from collections import Counter
-from functools import partial
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
 import numpy as np
 from llama_index.core.schema import NodeWithScore
 
-from babelrank.chunking import TokenChunker
 from babelrank.config import NO_RERANKER, Settings
 from babelrank.errors import ConfigError, ModelNotFoundError
-from babelrank.ingest import IngestReport, Ingestor
-from babelrank.language import make_detector
-from babelrank.models import DEFAULT_RERANKER, BiEncoder, load_bi_encoder, prepare_cross_encoder
-from babelrank.neutral import IDENTITY, LanguageCalibration, LanguageMap, NeutralScorer, apply_maps, language_codes
-from babelrank.rerank import CrossEncoderReranker
-from babelrank.retriever import BabelRetriever, SearchResult, language_filter
-from babelrank.sources import SourceDocument, from_llama_documents, from_texts, read_paths, vanished
-from babelrank.store import CALIBRATION_KEY, ChromaStore, Hit, lock_store
+from babelrank.ingest.chunking import TokenChunker
+from babelrank.ingest.pipeline import Ingestor, IngestReport
+from babelrank.ingest.sources import (
+    SourceDocument,
+    from_llama_documents,
+    from_texts,
+    read_paths,
+    vanished,
+)
+from babelrank.models.encoders import (
+    DEFAULT_RERANKER,
+    BiEncoder,
+    load_bi_encoder,
+    prepare_cross_encoder,
+)
+from babelrank.models.language import make_detector
+from babelrank.query.neutral import (
+    IDENTITY,
+    LanguageMap,
+    NeutralScorer,
+    apply_maps,
+    language_codes,
+)
+from babelrank.query.rerank import CrossEncoderReranker
+from babelrank.query.retriever import BabelRetriever, SearchResult, language_filter
+from babelrank.store.calibration import CalibrationKeeper
+from babelrank.store.chroma import ChromaStore, Hit, lock_store
 
 logger = logging.getLogger(__name__)
 
@@ -71,7 +84,8 @@ class BabelIndex:
         self._reranker: CrossEncoderReranker | None = None
         self._reranker_loaded = False
         self._reranker_lock = threading.Lock()
-        self.calibration = _CalibrationKeeper(self.store, self.encoder.dimension)
+        self.calibration = CalibrationKeeper(self.store, self.encoder.dimension)
+        self._scorer: NeutralScorer | None = None
 
     def _chunk_tokens(self) -> int:
         enc = self.encoder
@@ -125,7 +139,7 @@ class BabelIndex:
         With `prune=True`, stored documents from the given folders and files that are gone
         are deleted: files deleted or no longer matching the globs, and records removed from
         a JSON/JSONL file (its records are its documents). A skipped file or folder keeps
-        all its documents (see `babelrank.sources.vanished`).
+        all its documents (see `babelrank.ingest.sources.vanished`).
         """
         paths = [Path(p).expanduser() for p in ([paths] if isinstance(paths, (str, Path)) else paths)]
         docs, skipped = read_paths(
@@ -239,7 +253,9 @@ class BabelIndex:
         mode = mode or self.settings.neutral
         if mode == "off":
             return None
-        scorer = self.calibration.scorer()
+        calibration, scorer = self.calibration.current(), self._scorer
+        if scorer is None or scorer.calibration is not calibration:
+            scorer = self._scorer = NeutralScorer(calibration)
         if mode == "auto" and len(scorer.languages) < 2:
             return None
         return scorer
@@ -355,229 +371,3 @@ class BabelIndex:
             "neutral": {"mode": self.settings.neutral, "active": self.neutral_scorer() is not None,
                         "calibration": self.calibration.describe()},
         }
-
-
-class _CalibrationKeeper:
-    """Keeps the collection's language calibration in step with every write, from any number of processes.
-
-    The calibration (per-language sums of the stored vectors) is saved in the collection
-    metadata with the writes under way (``pending``) and whether it is ``exact``. Every change
-    of that record is a read-modify-write under the store's metadata lock
-    (`ChromaStore.update_meta`), so no process's change is lost:
-
-    * a write registers in ``pending`` (`before_write`), stores its chunks, then adds its own
-      change of the sums to the record as it is *then* and leaves ``pending`` (`on_write`),
-      so writes of different documents add up exactly in any interleaving;
-    * a write that cannot finish (killed: in embedded mode one of another process, with a
-      server one pending for over `LEASE_SECONDS`) is dropped from ``pending`` and the record
-      marked not exact; so is a change that does not fit (the same document written by two
-      processes at once) and a record whose counts disagree with the collection once no
-      one writes;
-    * a record that is not exact is recalibrated from the stored vectors (`rebuild`) by the
-      last write to finish, or on open/refresh when no one writes. A rebuild is pending too
-      (renewed as it reads, so a killed one holds writes up for at most `REBUILD_LEASE_SECONDS`)
-      and writes wait for it, so it reads a collection that no one changes.
-
-    So once every writer has finished, the saved calibration equals one computed from scratch.
-    A lease that runs out on a live process costs a rebuild, not exactness.
-    """
-
-    REFRESH_SECONDS = 5.0
-    LEASE_SECONDS = 600.0
-    REBUILD_LEASE_SECONDS = 60.0
-    _process = uuid.uuid4().hex[:12]
-    _serial = itertools.count()
-    _active: set[str] = set()  # this process's writes and rebuilds under way
-
-    def __init__(self, store: ChromaStore, dim: int) -> None:
-        self.store = store
-        self.dim = dim
-        self._token: str | None = None
-        self._scorer: NeutralScorer | None = None
-        self._loaded_at = 0.0
-        self._load()
-
-    def _load(self) -> None:
-        saved = self.store.get_meta(CALIBRATION_KEY)
-        record = self._parse(saved)
-        live = [t for t, entry in record["pending"].items() if not self._dead(t, entry)]
-        if live or (record["exact"] and not record["pending"] and self._counted(record) == self.store.count()):
-            self._use(record)  # with writes under way, the last of them settles the calibration
-        else:
-            if record is saved:
-                logger.warning("language calibration of %r is out of step; recalibrating from the stored vectors", self.store.name)
-            self.rebuild()
-        self._loaded_at = time.monotonic()
-
-    def refresh(self, force: bool = False) -> None:
-        """With a Chroma server, pick up calibration changes written by other processes."""
-        if self.store.shared and (force or time.monotonic() - self._loaded_at > self.REFRESH_SECONDS):
-            self.store.reload()
-            self._load()
-
-    def rebuild(self) -> LanguageCalibration:
-        """Recalibrate from every stored vector and save; left to the last writer while writes are under way."""
-        token = self._new_token()
-        try:
-            record = self._update(partial(self._register, token, True))
-            if token in record["pending"]:
-                try:
-                    fresh = self._from_scratch(token)
-                except BaseException:
-                    self._update(partial(self._rebuilt, token, None))
-                    raise
-                record = self._update(partial(self._rebuilt, token, fresh))
-        finally:
-            self._active.discard(token)
-        self._use(record)
-        return self.calibration
-
-    def _from_scratch(self, token: str) -> LanguageCalibration:
-        calibration = LanguageCalibration(self.dim)
-        renewed = time.monotonic()
-        for _, metas, vectors in self.store.iter_all(include_embeddings=True):
-            calibration.add(vectors, [str(m.get("language", "und")) for m in metas])
-            if time.monotonic() - renewed > self.REBUILD_LEASE_SECONDS / 4:
-                self._update(partial(self._renew, token))
-                renewed = time.monotonic()
-        return calibration
-
-    def before_write(self) -> None:
-        """Register a write (waiting while a rebuild is under way)."""
-        if self._token is not None:
-            self._active.discard(self._token)  # a write that never finished
-        self._token = token = self._new_token()
-        record = self._update(partial(self._register, token, False))
-        if token not in record["pending"]:
-            logger.info("waiting for another process to recalibrate %r", self.store.name)
-        while token not in record["pending"]:
-            time.sleep(0.5)
-            record = self._update(partial(self._register, token, False))
-        self._use(record)
-
-    def on_write(self, added: np.ndarray, added_languages: Sequence[str], removed: np.ndarray, removed_languages: Sequence[str]) -> None:
-        """Add a write's change to the saved calibration, as other processes left it, and end the write."""
-        token, self._token = self._token, None
-        try:
-            record = self._update(partial(self._apply, token, (added, added_languages, removed, removed_languages)))
-        finally:
-            if token is not None:
-                self._active.discard(token)
-        self._use(record)
-        if not record["exact"] and not record["pending"]:
-            self.rebuild()
-
-    # ---- the saved record (changed only through `_update`) ----------------------------------
-    def _update(self, change: Callable[[Any], dict[str, Any] | None]) -> dict[str, Any]:
-        return self._parse(self.store.update_meta(CALIBRATION_KEY, change))
-
-    def _parse(self, saved: Any) -> dict[str, Any]:
-        """The saved record; an empty one, not exact, when there is none or it is in an older format."""
-        try:
-            LanguageCalibration.from_dict(saved["calibration"])
-            if isinstance(saved["pending"], dict) and isinstance(saved["exact"], bool):
-                return saved
-        except (KeyError, TypeError):
-            pass
-        if saved is not None:
-            logger.info("language calibration of %r is in an older format; recalibrating", self.store.name)
-        return {"calibration": LanguageCalibration(self.dim).to_dict(), "pending": {}, "exact": False}
-
-    def _new_token(self) -> str:
-        token = f"{self._own()}{next(self._serial)}"
-        self._active.add(token)
-        return token
-
-    def _own(self) -> str:
-        """The prefix of this process's tokens."""
-        return f"{self._process}-{os.getpid()}-"
-
-    def _dead(self, token: str, entry: Mapping[str, Any]) -> bool:
-        """Whether a pending write or rebuild can no longer finish."""
-        if token.startswith(self._own()):
-            return token not in self._active
-        lease = self.REBUILD_LEASE_SECONDS if entry["rebuild"] else self.LEASE_SECONDS
-        return not self.store.shared or time.time() - float(entry["since"]) > lease
-
-    def _settle(self, saved: Any) -> dict[str, Any]:
-        """The record without the writes that cannot finish (not exact when there were any)."""
-        record = self._parse(saved)
-        dead = [t for t, entry in record["pending"].items() if self._dead(t, entry)]
-        if dead:
-            logger.warning("%d write(s) to %r did not finish; the language calibration will be rebuilt", len(dead), self.store.name)
-            record["pending"] = {t: e for t, e in record["pending"].items() if t not in dead}
-            record["exact"] = False
-        return record
-
-    def _register(self, token: str, rebuild: bool, saved: Any) -> dict[str, Any]:
-        """The record with `token` pending, unless a rebuild is under way (or, for a rebuild, anything)."""
-        record = self._settle(saved)
-        if not any(rebuild or entry["rebuild"] for entry in record["pending"].values()):
-            record["pending"][token] = {"since": time.time(), "rebuild": rebuild}
-        return record
-
-    def _renew(self, token: str, saved: Any) -> dict[str, Any] | None:
-        record = self._settle(saved)
-        if token not in record["pending"]:
-            return None
-        record["pending"][token]["since"] = time.time()
-        return record
-
-    def _apply(self, token: str | None, change: tuple[np.ndarray, Sequence[str], np.ndarray, Sequence[str]], saved: Any) -> dict[str, Any]:
-        record = self._settle(saved)
-        counted = record["pending"].pop(token, None) is not None  # else given up as dead: recalibrate
-        if counted:
-            try:
-                record["calibration"] = self._changed(record["calibration"], *change)
-            except ValueError:  # it removes what was never counted (two processes wrote one document)
-                counted = False
-        if not counted or (not record["pending"] and self._counted(record) != self.store.count()):
-            record["exact"] = False
-        return record
-
-    @staticmethod
-    def _changed(saved: dict[str, Any], added: np.ndarray, added_languages: Sequence[str], removed: np.ndarray,
-                 removed_languages: Sequence[str]) -> dict[str, Any]:
-        calibration = LanguageCalibration.from_dict(saved)
-        if len(removed):
-            calibration.remove(removed, removed_languages)
-        if len(added):
-            calibration.add(added, added_languages)
-        return calibration.to_dict()
-
-    def _rebuilt(self, token: str, fresh: LanguageCalibration | None, saved: Any) -> dict[str, Any]:
-        """The record after a rebuild (`fresh` None: it failed); exact unless it was given up as dead meanwhile."""
-        record = self._settle(saved)
-        ours = record["pending"].pop(token, None) is not None
-        if fresh is not None:
-            record["calibration"] = fresh.to_dict()
-            record["exact"] = ours
-        return record
-
-    @staticmethod
-    def _counted(record: Mapping[str, Any]) -> int:
-        return sum(int(c["count"]) for c in record["calibration"]["chunks"].values())
-
-    def _use(self, record: Mapping[str, Any]) -> None:
-        self.calibration = LanguageCalibration.from_dict(record["calibration"])
-        self._scorer = None
-
-    def languages(self) -> list[str]:
-        """Every language with stored chunks ("und" included)."""
-        return sorted(self.calibration.counts)
-
-    def scorer(self) -> NeutralScorer:
-        """The scorer of the current calibration (a write on another thread may replace it meanwhile)."""
-        self.refresh()
-        calibration, scorer = self.calibration, self._scorer
-        if scorer is None or scorer.calibration is not calibration:
-            scorer = self._scorer = NeutralScorer(calibration)
-        return scorer
-
-    def describe(self) -> dict[str, Any]:
-        """Per-language chunk counts and whether each has a centroid."""
-        counts = self.calibration.counts
-        return {lang: {"chunks": n, "centroid": self.calibration.centroid(lang) is not None,
-                       "centroid_norm": None if self.calibration.centroid(lang) is None
-                       else round(float(np.linalg.norm(self.calibration.centroid(lang))), 4)}
-                for lang, n in sorted(counts.items())}

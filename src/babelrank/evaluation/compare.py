@@ -29,10 +29,16 @@ from babelrank.config import NO_RERANKER, Settings
 from babelrank.errors import ConfigError, ModelNotFoundError
 from babelrank.evaluation.datasets import EvalCorpus
 from babelrank.evaluation.metrics import latency_percentiles
-from babelrank.evaluation.runner import STAGES, EvalReport, default_cache_dir, evaluate, model_options
+from babelrank.evaluation.runner import (
+    STAGES,
+    EvalReport,
+    default_cache_dir,
+    evaluate,
+    model_options,
+)
 
 if TYPE_CHECKING:
-    from babelrank.rerank import CrossEncoderReranker
+    from babelrank.query.rerank import CrossEncoderReranker
 
 logger = logging.getLogger(__name__)
 
@@ -72,7 +78,7 @@ class Configuration:
 def configurations(models: Sequence[str], backends: Sequence[str], rerankers: Sequence[str]) -> list[Configuration]:
     """Every combination of the given models, backends and rerankers (duplicates dropped),
     model by model, so that configurations sharing a loaded model run one after another."""
-    from babelrank.backends import check_backend
+    from babelrank.models.onnx import check_backend
 
     if not models:
         raise ConfigError("nothing to compare: name at least one embedding model (--model A --model B)")
@@ -84,8 +90,8 @@ def configurations(models: Sequence[str], backends: Sequence[str], rerankers: Se
 def load_reranker(settings: Settings) -> "CrossEncoderReranker | None":
     """The cross-encoder named by `settings.rerank_model`; None for 'none', and for 'auto'
     (with a warning) when the default reranker cannot be loaded."""
-    from babelrank.models import DEFAULT_RERANKER
-    from babelrank.rerank import CrossEncoderReranker
+    from babelrank.models.encoders import DEFAULT_RERANKER
+    from babelrank.query.rerank import CrossEncoderReranker
 
     name = settings.rerank_model
     if not reranks(name):
@@ -276,7 +282,7 @@ def _latency(reports: Sequence[EvalReport]) -> dict[str, dict[str, float]]:
 
 def _check_models(configs: Sequence[Configuration], model_dir: Path | None) -> None:
     """Fail before any work when a model folder does not exist (`ModelNotFoundError`)."""
-    from babelrank.models import resolve_model
+    from babelrank.models.encoders import resolve_model
 
     for name in dict.fromkeys([c.model for c in configs] + [c.reranker for c in configs if reranks(c.reranker)]):
         if name != "auto":
@@ -317,7 +323,7 @@ def compare(
     """
     from tqdm.auto import tqdm
 
-    from babelrank.models import load_bi_encoder
+    from babelrank.models.encoders import load_bi_encoder
 
     if not configs:
         raise ConfigError("nothing to compare: give at least one configuration")

@@ -3,7 +3,7 @@
 Every benchmark loader returns an `EvalCorpus`: documents to index, queries to ask, the
 relevant document ids of each query (`qrels`) and, where a query's own text sits in the pool,
 the ids a runner must drop from that query's results (`exclude`). Language codes are the
-package's (`babelrank.language.normalize_language_code`): ISO 639-1 ("uk", "de", "en") where
+package's (`babelrank.models.language.normalize_language_code`): ISO 639-1 ("uk", "de", "en") where
 a language has one; a runner scores the document ids it gets back, so chunk ids must
 be mapped back to `EvalDocument.id` first.
 """
@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from babelrank.errors import SourceError
-from babelrank.language import normalize_language_code
+from babelrank.models.language import normalize_language_code
 
 logger = logging.getLogger(__name__)
 

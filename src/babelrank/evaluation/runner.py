@@ -37,13 +37,19 @@ import numpy as np
 from babelrank.config import NO_RERANKER, Settings
 from babelrank.errors import ConfigError
 from babelrank.evaluation.datasets import EvalCorpus, EvalDocument, EvalQuery
-from babelrank.evaluation.metrics import evaluate_by_group, evaluate_run, language_spread, latency_percentiles
-from babelrank.sources import SourceDocument, clean_metadata
+from babelrank.evaluation.metrics import (
+    evaluate_by_group,
+    evaluate_run,
+    language_spread,
+    latency_percentiles,
+)
+from babelrank.ingest.sources import SourceDocument, clean_metadata
+from babelrank.schema import doc_id_of
 
 if TYPE_CHECKING:
     from babelrank.index import BabelIndex
-    from babelrank.models import BiEncoder
-    from babelrank.rerank import CrossEncoderReranker
+    from babelrank.models.encoders import BiEncoder
+    from babelrank.query.rerank import CrossEncoderReranker
 
 logger = logging.getLogger(__name__)
 
@@ -149,7 +155,7 @@ def store_key(corpus: EvalCorpus, encoder_fingerprint: Mapping[str, Any], settin
 
     `<model>-<dim>-<hash of fingerprint and pipeline settings>/<corpus>-<docs>-<content hash>`.
     """
-    from babelrank import __version__
+    from babelrank.config import VERSION
 
     pipeline = json.dumps(
         {
@@ -159,7 +165,7 @@ def store_key(corpus: EvalCorpus, encoder_fingerprint: Mapping[str, Any], settin
             "language_backend": settings.language_backend,
             "expected_languages": list(settings.expected_languages),
             "backend": getattr(settings, "backend", "torch"),
-            "babelrank": __version__,
+            "babelrank": VERSION,
         },
         sort_keys=True,
     )
@@ -186,11 +192,6 @@ def _source_documents(corpus: EvalCorpus) -> list[SourceDocument]:
     return docs
 
 
-def _doc_of_chunk(chunk_id: str) -> str:
-    """Document id of a chunk id `<doc_id>::<index>::<content hash>` (see `babelrank.ingest.chunk_id`)."""
-    return chunk_id.rsplit("::", 2)[0]
-
-
 def _doc_ids(nodes: Sequence[Any]) -> list[str]:
     """Document ids of chunk nodes, best first, each kept at its first (best) rank.
 
@@ -202,7 +203,7 @@ def _doc_ids(nodes: Sequence[Any]) -> list[str]:
         meta = n.node.metadata
         ids.append(str(meta["doc_id"]))
         for alt in meta.get("alternates") or ():
-            ids.append(_doc_of_chunk(str(alt["id"])))
+            ids.append(doc_id_of(str(alt["id"])))
     return list(dict.fromkeys(ids))
 
 
@@ -304,7 +305,7 @@ def evaluate(
 
     tmp: tempfile.TemporaryDirectory[str] | None = None
     if encoder is None:
-        from babelrank.models import load_bi_encoder
+        from babelrank.models.encoders import load_bi_encoder
 
         encoder = load_bi_encoder(base.embed_model, **model_options(base))
     if cache:
@@ -598,7 +599,7 @@ def user_corpus(
     document that contains it (whitespace-insensitive).
     """
     from babelrank.errors import SourceError
-    from babelrank.sources import read_paths
+    from babelrank.ingest.sources import read_paths
 
     if (judgements is None) == (queries is None or qrels is None):
         raise ConfigError("give either judgements, or queries together with qrels")

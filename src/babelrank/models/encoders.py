@@ -344,7 +344,7 @@ class BiEncoder:
 
 def _backend_and_device(backend: str, device: str) -> tuple[str, str, str]:
     """(backend asked for, backend to run, device): ONNX backends run on the CPU."""
-    from babelrank.backends import check_backend, resolve_backend
+    from babelrank.models.onnx import check_backend, resolve_backend
 
     asked = check_backend(backend)
     dev = pick_device(device)
@@ -363,7 +363,7 @@ def _on_backend(
     A failed export falls back to torch, with a warning, under `"auto"`; it raises under a
     backend asked for by name.
     """
-    from babelrank.backends import UnsupportedModel, ensure_exported, onnx_model
+    from babelrank.models.onnx import UnsupportedModel, ensure_exported, onnx_model
 
     if backend == "torch":
         return (load_torch() if open_model else None), "torch"
@@ -398,7 +398,7 @@ def load_bi_encoder(
         model_dir: folder of local models looked in first (`Settings.model_dir`).
         device: "auto", "cpu", "cuda", ... (the torch backend's device; ONNX runs on CPU).
         backend: "auto", "torch", "onnx" or "onnx-int8" (see `Settings.backend` and
-            `babelrank.backends`); ONNX models are exported once into `cache_dir`. On CUDA
+            `babelrank.models.onnx`); ONNX models are exported once into `cache_dir`. On CUDA
             the torch model runs in fp16.
         cache_dir: cache of ONNX exports (None = `~/.cache/babelrank/onnx`).
         onnx_spinning: as in `Settings`.

@@ -20,17 +20,27 @@ import traceback
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
-from babelrank.config import BACKENDS, ENV_PREFIX, TOP_K_MAX, TOP_N_MAX, Settings
+from babelrank.config import (
+    BACKENDS,
+    ENV_PREFIX,
+    MODES,
+    TOP_K_MAX,
+    TOP_N_MAX,
+    ServerSettings,
+    Settings,
+    mode_flag,
+)
 from babelrank.errors import BabelrankError, ConfigError, FilterError, SourceError
-from babelrank.filters import validate_where
-from babelrank.language import UNDETERMINED, normalize_language_code
+from babelrank.models.language import parse_language_code, parse_language_codes
+from babelrank.query.filters import validate_where
+from babelrank.schema import result_dict
 
-logger = logging.getLogger("babelrank.cli")
+logger = logging.getLogger("babelrank.apps.cli.main")
 
 PROG = "babelrank"
 CONFIG_ENV = ENV_PREFIX + "CONFIG"
 SERVER_KEYS = ("api_token", "max_body_bytes", "max_query_chars", "allowed_hosts", "allowed_origins", "expose_paths",
-               "ingest_slice_chars")  # the fields of babelrank.server.ServerSettings
+               "ingest_slice_chars")  # the fields of babelrank.apps.server.app.ServerSettings
 WILDCARD_HOSTS = ("0.0.0.0", "::", "")
 # flag dest -> Settings field
 FLAG_SETTINGS = {
@@ -47,11 +57,6 @@ FLAG_SETTINGS = {
     "expected_languages": "expected_languages",
 }
 LANGUAGE_BACKENDS = ("auto", "fast", "langdetect", "lingua")
-MODES = ("auto", "on", "off")
-_MODE_FLAGS: dict[str, bool | None] = {"auto": None, "on": True, "off": False}
-_RESULT_KEYS = ("doc_id", "source", "chunk_index", "language", "language_confidence", "char_start", "char_end",
-                "retrieval_score", "rerank_score", "rerank_logit")
-_INTERNAL_KEYS = ("chunk_count", "content_sha256", "doc_sha256", "query_language", "alternates")
 
 
 class UsageError(Exception):
@@ -137,8 +142,7 @@ def settings_from_args(args: argparse.Namespace, env: Mapping[str, str] | None =
 
 def server_settings_from_args(args: argparse.Namespace, env: Mapping[str, str] | None = None) -> Any:
     """`ServerSettings` with the same precedence (flags > env > config file)."""
-    from babelrank.server import ServerSettings
-
+    
     env = os.environ if env is None else env
     values = {k: v for k, v in _below_env(_file_values(args, env), env).items() if k in SERVER_KEYS}
     for name in ("max_body_bytes", "max_query_chars"):
@@ -211,46 +215,10 @@ def _display_source(source: str) -> str:
     return rel if not rel.startswith("..") else source
 
 
-def result_dict(rank: int, node: Any) -> dict[str, Any]:
-    """One query result as JSON-able dict (the CLI's ``--json`` and the HTTP API share it)."""
-    meta = dict(node.node.metadata)
-    out: dict[str, Any] = {"rank": rank, "id": node.node.node_id, "doc_id": str(meta.get("doc_id", "")),
-                           "text": node.node.get_content(), "score": None if node.score is None else float(node.score)}
-    for key in _RESULT_KEYS[1:]:
-        out[key] = meta.get(key)
-    out["alternates"] = list(meta.get("alternates") or [])
-    out["metadata"] = {k: v for k, v in meta.items() if k not in _RESULT_KEYS and k not in _INTERNAL_KEYS}
-    return out
-
-
-def language_code(code: str) -> str:
-    """One language code as stored on chunks: ISO 639-1 (``ukr``/``UK`` -> ``uk``) or ``und``."""
-    raw = str(code).strip().lower()
-    return UNDETERMINED if raw == UNDETERMINED else normalize_language_code(raw)
-
-
-def language_codes(values: Iterable[str] | None) -> list[str] | None:
-    """Codes from values that may each hold several, comma-separated; None when there are none.
-
-    Raises ValueError naming the first unknown code.
-    """
-    out = [language_code(code) for v in values or () for code in str(v).split(",") if code.strip()]
-    return list(dict.fromkeys(out)) or None
-
-
-def mode_flag(mode: str | None) -> bool | None:
-    """A per-query ``auto``/``on``/``off`` as the retriever takes it (None = as configured)."""
-    if mode is None:
-        return None
-    if mode not in _MODE_FLAGS:
-        raise ValueError(f"expected one of {', '.join(MODES)}, got {mode!r}")
-    return _MODE_FLAGS[mode]
-
-
 def _languages_arg(value: str) -> list[str]:
     """argparse type: a comma-separated list of language codes."""
     try:
-        return language_codes([value]) or []
+        return parse_language_codes([value]) or []
     except ValueError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
@@ -258,7 +226,7 @@ def _languages_arg(value: str) -> list[str]:
 def _language_arg(value: str) -> str:
     """argparse type: one language code."""
     try:
-        return language_code(value)
+        return parse_language_code(value)
     except ValueError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
@@ -450,7 +418,7 @@ def cmd_delete(args: argparse.Namespace) -> int:
 def cmd_serve(args: argparse.Namespace) -> int:
     import uvicorn
 
-    from babelrank.server import SERVE_CONFIG_ENV, create_app, settings_to_json
+    from babelrank.apps.server.app import SERVE_CONFIG_ENV, create_app, settings_to_json
 
     settings = settings_from_args(args)
     server = _serve_settings(args)
@@ -467,7 +435,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         if not args.quiet:
             print(f"{PROG}: serving collection {settings.collection!r} on {where} with {args.workers} workers "
                   f"(API docs: {where}/docs)", file=sys.stderr)
-        uvicorn.run("babelrank.server:app_from_env", factory=True, host=args.host, port=args.port,
+        uvicorn.run("babelrank.apps.server.app:app_from_env", factory=True, host=args.host, port=args.port,
                     workers=args.workers, log_level=log_level)
         return 0
     from babelrank.index import BabelIndex
@@ -557,7 +525,7 @@ class _SubparsersWithCommon:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """The full argument parser (the eval commands are added when `babelrank.evaluation.cli` exists)."""
+    """The full argument parser (the eval commands are added when `babelrank.apps.cli.evaluation` exists)."""
     common = _common_parser()
     fmt = argparse.RawDescriptionHelpFormatter
     parser = argparse.ArgumentParser(
@@ -574,9 +542,9 @@ def build_parser() -> argparse.ArgumentParser:
             "Run 'babelrank COMMAND --help' for a command's options. Exit codes: 0 ok, 1 failure, 2 bad usage/input."
         ),
     )
-    from babelrank import __version__
+    from babelrank.config import VERSION
 
-    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {VERSION}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", title="commands")
 
     p = sub.add_parser("ingest", parents=[common], formatter_class=fmt, help="ingest files and folders",
@@ -650,7 +618,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_serve)
 
     try:
-        from babelrank.evaluation import cli as eval_cli
+        from babelrank.apps.cli import evaluation as eval_cli
     except ImportError:
         pass
     else:
@@ -740,7 +708,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return exit_code(exc)
 
 
-def run() -> None:  # pragma: no cover - `python -m babelrank.cli`
+def run() -> None:  # pragma: no cover - `python -m babelrank.apps.cli.main`
     sys.exit(main())
 
 

@@ -37,7 +37,7 @@ import time
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Iterable, Protocol
 
 from llama_index.core.schema import BaseNode, TransformComponent
 from pydantic import Field, PrivateAttr
@@ -754,3 +754,18 @@ class LanguageTagger(TransformComponent):
             node.metadata["language_confidence"] = det.confidence
         logger.debug("tagged %d nodes", len(todo))
         return nodes
+
+
+def parse_language_code(code: str) -> str:
+    """One language code as stored on chunks: ISO 639-1 (``ukr``/``UK`` -> ``uk``) or ``und``."""
+    raw = str(code).strip().lower()
+    return UNDETERMINED if raw == UNDETERMINED else normalize_language_code(raw)
+
+
+def parse_language_codes(values: Iterable[str] | None) -> list[str] | None:
+    """Codes from values that may each hold several, comma-separated; None when there are none.
+
+    Raises ValueError naming the first unknown code.
+    """
+    out = [parse_language_code(code) for v in values or () for code in str(v).split(",") if code.strip()]
+    return list(dict.fromkeys(out)) or None

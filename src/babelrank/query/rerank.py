@@ -12,11 +12,15 @@ from llama_index.core.bridge.pydantic import Field, PrivateAttr
 from llama_index.core.postprocessor.types import BaseNodePostprocessor
 from llama_index.core.schema import MetadataMode, NodeWithScore, QueryBundle
 
-from babelrank.models import DEFAULT_RERANKER, CrossEncoderModel, load_cross_encoder
+from babelrank.models.encoders import (
+    DEFAULT_RERANKER,
+    CrossEncoderModel,
+    load_cross_encoder,
+)
+from babelrank.schema import SCORE_KEYS
 
 logger = logging.getLogger(__name__)
 
-SCORE_KEYS = ("retrieval_score", "rerank_score", "rerank_logit")
 
 
 def sigmoid(x: np.ndarray) -> np.ndarray:

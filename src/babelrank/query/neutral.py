@@ -66,155 +66,9 @@ from typing import Any
 
 import numpy as np
 
+from babelrank.store.calibration import LanguageCalibration, is_unknown_language
+
 log = logging.getLogger(__name__)
-
-UNKNOWN_LANGUAGES = frozenset({"", "und", "unknown", "xx"})
-DEFAULT_MIN_COUNT = 2
-"""Fewest chunks for a language's own statistics: neutral scoring works from a collection's
-first chunks. Measured (benchmarks/neutral_study.py, e5-small), statistics from N random
-chunks per language: XQuAD-R en+ru+de+es+zh+ar mAP@20 0.321 raw, 0.570 all, 0.436 / 0.471 /
-0.494 / 0.524 / 0.545 from 2 / 3 / 5 / 10 / 20 (hit@1 0.724-0.731 throughout); Tatoeba, no
-language of the 16 below raw from 2, 3, 5 or 10 chunks. An English pool (XQuAD-R, 1180 sentences) with 2-10 chunks
-of another language beside it keeps its English mAP@20 within 0.3 points. The quickstart
-collection (3 chunks a language) needs it: its Ukrainian question ranked the Ukrainian
-market note above the English library text it asks about, without statistics."""
-
-
-def _is_unknown(language: str | None) -> bool:
-    return language is None or language.lower() in UNKNOWN_LANGUAGES
-
-
-class _Sums:
-    """Float64 running sums, sums of squares and counts of vectors, keyed by language."""
-
-    def __init__(self, dim: int) -> None:
-        self.dim = dim
-        self.sums: dict[str, np.ndarray] = {}
-        self.squares: dict[str, np.ndarray] = {}
-        self.counts: dict[str, int] = {}
-
-    def update(self, vectors: np.ndarray, languages: Sequence[str], sign: int) -> None:
-        v = np.asarray(vectors, dtype=np.float64).reshape(-1, self.dim)
-        if len(v) != len(languages):
-            raise ValueError(f"{len(v)} vectors but {len(languages)} languages")
-        langs = np.asarray([str(x) for x in languages])
-        for lang in np.unique(langs):
-            block = v[langs == lang]
-            new = self.counts.get(lang, 0) + sign * len(block)
-            if new < 0:
-                raise ValueError(f"removing more '{lang}' vectors than were added")
-            if new == 0:
-                self.sums.pop(lang, None)
-                self.squares.pop(lang, None)
-                self.counts.pop(lang, None)
-                continue
-            self.sums[lang] = self.sums.get(lang, np.zeros(self.dim)) + sign * block.sum(0)
-            self.squares[lang] = self.squares.get(lang, np.zeros(self.dim)) + sign * (block * block).sum(0)
-            self.counts[lang] = new
-
-    def mean(self, language: str) -> np.ndarray:
-        return self.sums[language] / self.counts[language]
-
-    def variance(self, language: str) -> np.ndarray:
-        mean = self.mean(language)
-        return np.maximum(self.squares[language] / self.counts[language] - mean * mean, 0.0)
-
-    def total_mean(self) -> np.ndarray | None:
-        n = sum(self.counts.values())
-        return None if n == 0 else sum(self.sums.values()) / n
-
-    def total_variance(self) -> np.ndarray | None:
-        n = sum(self.counts.values())
-        if n == 0:
-            return None
-        mean = sum(self.sums.values()) / n
-        return np.maximum(sum(self.squares.values()) / n - mean * mean, 0.0)
-
-    def to_dict(self) -> dict:
-        return {k: {"sum": self.sums[k].tolist(), "sum_sq": self.squares[k].tolist(), "count": self.counts[k]}
-                for k in self.counts}
-
-    @classmethod
-    def from_dict(cls, dim: int, d: dict) -> _Sums:
-        """Sums saved by `to_dict`; KeyError when a field is missing (an older format)."""
-        s = cls(dim)
-        for k, v in d.items():
-            s.sums[k] = np.asarray(v["sum"], dtype=np.float64)
-            s.squares[k] = np.asarray(v["sum_sq"], dtype=np.float64)
-            s.counts[k] = int(v["count"])
-        return s
-
-
-class LanguageCalibration:
-    """Per-language running sums (float64) and counts of stored chunk vectors.
-
-    Optionally also sums of *pseudo-query* vectors (a sample of the collection's own chunks
-    embedded with the query prompt), used only to recognise the language of untagged queries.
-    """
-
-    def __init__(self, dim: int, min_count: int = DEFAULT_MIN_COUNT) -> None:
-        self.dim = dim
-        self.min_count = min_count
-        self._chunks = _Sums(dim)
-        self._pseudo = _Sums(dim)
-
-    def add(self, vectors: np.ndarray, languages: Sequence[str]) -> None:
-        """Account for newly stored chunk vectors (raw, as stored in the index)."""
-        self._chunks.update(vectors, languages, +1)
-
-    def remove(self, vectors: np.ndarray, languages: Sequence[str]) -> None:
-        """Account for deleted chunk vectors (the same vectors that were added)."""
-        self._chunks.update(vectors, languages, -1)
-
-    def add_pseudo_queries(self, vectors: np.ndarray, languages: Sequence[str]) -> None:
-        """Add query-prompt embeddings of sampled own chunks (for query language ID)."""
-        self._pseudo.update(vectors, languages, +1)
-
-    @property
-    def counts(self) -> dict[str, int]:
-        return dict(self._chunks.counts)
-
-    @property
-    def languages(self) -> list[str]:
-        """Languages that have a centroid."""
-        return sorted(k for k in self._chunks.counts if self.centroid(k) is not None)
-
-    def centroid(self, language: str) -> np.ndarray | None:
-        """Mean stored vector of `language`; None when unknown or under `min_count` chunks."""
-        if _is_unknown(language) or self._chunks.counts.get(language, 0) < self.min_count:
-            return None
-        return self._chunks.mean(language)
-
-    def global_centroid(self) -> np.ndarray | None:
-        """Mean of all stored chunk vectors (every language, "und" included)."""
-        return self._chunks.total_mean()
-
-    def variance(self, language: str) -> np.ndarray | None:
-        """Per-dimension variance of `language`'s stored vectors (None where `centroid` is)."""
-        return None if self.centroid(language) is None else self._chunks.variance(language)
-
-    def global_variance(self) -> np.ndarray | None:
-        """Per-dimension variance of all stored chunk vectors."""
-        return self._chunks.total_variance()
-
-    def pseudo_query_centroid(self, language: str) -> np.ndarray | None:
-        """Mean pseudo-query vector of `language` (None without enough of them)."""
-        if self.centroid(language) is None or self._pseudo.counts.get(language, 0) < self.min_count:
-            return None
-        return self._pseudo.mean(language)
-
-    def to_dict(self) -> dict:
-        return {"dim": self.dim, "chunks": self._chunks.to_dict(),
-                "pseudo_queries": self._pseudo.to_dict()}
-
-    @classmethod
-    def from_dict(cls, d: dict, min_count: int = DEFAULT_MIN_COUNT) -> LanguageCalibration:
-        """Sums saved by `to_dict`; `min_count` is a scoring rule, not data, so it is not saved."""
-        cal = cls(int(d["dim"]), min_count)
-        cal._chunks = _Sums.from_dict(cal.dim, d.get("chunks", {}))
-        cal._pseudo = _Sums.from_dict(cal.dim, d.get("pseudo_queries", {}))
-        return cal
-
 
 @dataclass(frozen=True)
 class LanguageMap:
@@ -261,7 +115,7 @@ class NeutralScorer:
 
     def resolve_language(self, query: np.ndarray, query_language: str | None) -> str | None:
         """The query language used for scoring (estimated when unknown or uncalibrated)."""
-        if not _is_unknown(query_language) and query_language in self._mu:
+        if not is_unknown_language(query_language) and query_language in self._mu:
             return query_language
         guess = self.estimate_language(query)
         log.debug("query language %r -> %r", query_language, guess)

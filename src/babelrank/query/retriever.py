@@ -11,17 +11,12 @@ from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
 from llama_index.core.retrievers import BaseRetriever
 from llama_index.core.schema import NodeWithScore, QueryBundle, TextNode
 
+from babelrank.schema import HIDDEN_FROM_LLM
+
 if TYPE_CHECKING:
     from babelrank.index import BabelIndex
 
 logger = logging.getLogger(__name__)
-
-# metadata an LLM does not need to read
-_HIDDEN_KEYS = [
-    "doc_id", "chunk_index", "chunk_count", "language_confidence", "content_sha256", "doc_sha256",
-    "char_start", "char_end", "retrieval_score", "rerank_score", "rerank_logit", "query_language",
-    "alternates",
-]
 
 MIN_DEDUP_CHUNKS = 20
 """Fewest chunks in a collection for dedup (its centred cosine needs collection centroids),
@@ -100,11 +95,11 @@ class BabelRetriever(BaseRetriever):
     (when on) → cross-encoder rerank (when on) → top-n `NodeWithScore`.
 
     Scores: `retrieval_score` is the cosine similarity of query and chunk (in neutral mode,
-    that cosine mapped per chunk language, see `babelrank.neutral`); `rerank_score` is the sigmoid of the cross-encoder
+    that cosine mapped per chunk language, see `babelrank.query.neutral`); `rerank_score` is the sigmoid of the cross-encoder
     logit (raw logit in `rerank_logit`). A node's `score` is the rerank score when rerank
     ran, else the retrieval score; `min_score` applies to it.
 
-    Translation-aware results (`dedup`, see `babelrank.dedup`): first-stage candidates whose
+    Translation-aware results (`dedup`, see `babelrank.query.dedup`): first-stage candidates whose
     stored passage vectors, each centred on its language's centroid in the collection, reach
     `dedup_threshold` cosine are collapsed into one result
     *before* rerank (the cross-encoder only scores distinct content). The representative is
@@ -163,7 +158,7 @@ class BabelRetriever(BaseRetriever):
 
     def dedup_threshold_in_use(self) -> float | None:
         """The dedup cosine threshold this query would use, or None when dedup is off."""
-        from babelrank.dedup import default_threshold
+        from babelrank.query.dedup import default_threshold
 
         settings = self.index.settings
         explicit = self.dedup_threshold if self.dedup_threshold is not None else settings.dedup_threshold
@@ -233,10 +228,10 @@ class BabelRetriever(BaseRetriever):
         return set(self.prefer_languages) | ({self.answer_language} if self.answer_language else set())
 
     def _collapse(self, hits: Sequence[Any], query_language: str, threshold: float) -> list[NodeWithScore]:
-        """One node per group of translations / near duplicates among `hits` (see `babelrank.dedup`)."""
+        """One node per group of translations / near duplicates among `hits` (see `babelrank.query.dedup`)."""
         import numpy as np
 
-        from babelrank.dedup import alternates, collapse_translations
+        from babelrank.query.dedup import alternates, collapse_translations
 
         if any(h.embedding is None for h in hits):
             raise RuntimeError("dedup needs the candidates' stored vectors (include_embeddings=True)")
@@ -270,8 +265,8 @@ class BabelRetriever(BaseRetriever):
             id_=hit.id,
             text=hit.text,
             metadata=meta,
-            excluded_llm_metadata_keys=list(_HIDDEN_KEYS),
-            excluded_embed_metadata_keys=list(_HIDDEN_KEYS),
+            excluded_llm_metadata_keys=list(HIDDEN_FROM_LLM),
+            excluded_embed_metadata_keys=list(HIDDEN_FROM_LLM),
         )
         return NodeWithScore(node=node, score=hit.score)
 

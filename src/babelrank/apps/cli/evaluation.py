@@ -43,7 +43,6 @@ from babelrank.evaluation.runner import (
     user_corpus,
 )
 
-
 #: metrics shown in the markdown tables, in order
 TABLE_METRICS = ("recall@1", "recall@5", "recall@10", "mrr@10", "ndcg@10", "map@20", "same_language@10", "queries")
 
@@ -66,7 +65,7 @@ def _positive(value: str) -> int:
 
 
 def _backends(value: str) -> list[str]:
-    from babelrank.backends import check_backend
+    from babelrank.models.onnx import check_backend
 
     names = [x.strip() for x in value.split(",") if x.strip()]
     if not names:
@@ -199,7 +198,7 @@ def pipeline_settings(args: argparse.Namespace, **extra: Any) -> Settings:
         **extra,
     }
     try:
-        from babelrank.cli import settings_from_args
+        from babelrank.apps.cli.main import settings_from_args
     except ImportError:  # the main CLI is optional here
         overrides.update(model_dir=getattr(args, "model_dir", None), device=getattr(args, "device", None))
         return Settings.from_env(**overrides)
@@ -217,7 +216,7 @@ class _Pipeline:
         self.settings = pipeline_settings(args, progress=self.progress)
         self.neutral = {"on": True, "off": False, None: None}[args.neutral]
         self.dedup = {"on": True, "off": False, "default": None}[args.dedup]
-        from babelrank.models import load_bi_encoder
+        from babelrank.models.encoders import load_bi_encoder
 
         s = self.settings
         self.encoder = load_bi_encoder(s.embed_model, **model_options(s))
@@ -498,7 +497,7 @@ def _compare(args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Stand-alone entry point (`python -m babelrank.evaluation.cli eval ...`)."""
+    """Stand-alone entry point (`python -m babelrank.apps.cli.evaluation eval ...`)."""
     parser = argparse.ArgumentParser(prog="babelrank")
     register(parser.add_subparsers(dest="command", required=True))
     args = parser.parse_args(argv)

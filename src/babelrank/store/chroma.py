@@ -20,10 +20,6 @@ logger = logging.getLogger(__name__)
 
 FINGERPRINT_PREFIX = "babelrank:"
 CALIBRATION_KEY = "babelrank:calibration"
-RESERVED = (
-    "doc_id", "source", "chunk_index", "chunk_count", "language", "language_confidence",
-    "content_sha256", "doc_sha256", "char_start", "char_end",
-)
 _PAGE = 2000
 _READ_TRIES = 6
 """A Chroma read failing with an internal error is tried this often, waiting 0.05 s, 0.1 s, ...

@@ -20,7 +20,7 @@ Centred cosine. Raw e5 cosines are all high (any two e5-small passages score ~0.
 and same-language texts sit closer than translations of each other, so a raw threshold
 cannot tell translations from neighbours (Tatoeba: equal error 37 %). Each stored vector is
 therefore centred on its language's centroid in the collection (the centroids the
-language-neutral calibration already keeps, `babelrank.neutral`; the collection's global
+language-neutral calibration already keeps, `babelrank.query.neutral`; the collection's global
 mean for a language with fewer than 20 chunks) and re-normalised before the cosine:
 ``cos(d1 - mu_L1, d2 - mu_L2)``. That removes the shared "e5 direction" and each language's
 own offset; what is left is content. Measured with e5-small: Tatoeba equal error 19 %

@@ -17,11 +17,12 @@ from typing import Any, Callable, Iterable, Iterator, Protocol, Sequence
 import numpy as np
 from tqdm.auto import tqdm
 
-from babelrank.chunking import Chunk, TokenChunker
-from babelrank.language import Detection, LanguageDetector
-from babelrank.models import BiEncoder
-from babelrank.sources import Skipped, SourceDocument
-from babelrank.store import RESERVED, ChromaStore
+from babelrank.ingest.chunking import Chunk, TokenChunker
+from babelrank.ingest.sources import Skipped, SourceDocument
+from babelrank.models.encoders import BiEncoder
+from babelrank.models.language import Detection, LanguageDetector
+from babelrank.schema import chunk_id, user_key
+from babelrank.store.chroma import ChromaStore
 
 logger = logging.getLogger(__name__)
 
@@ -60,11 +61,6 @@ class IngestReport:
         d["languages"] = dict(self.languages)
         d["skipped"] = [s.__dict__ for s in self.skipped]
         return d
-
-
-def chunk_id(doc_id: str, index: int, content_sha256: str) -> str:
-    """Stable chunk id from (document id, chunk index, content hash)."""
-    return f"{doc_id}::{index}::{content_sha256[:16]}"
 
 
 @dataclass(frozen=True)
@@ -297,7 +293,7 @@ class Ingestor:
     def _metadata(p: _Prepared, i: int, detection: Detection) -> dict[str, Any]:
         chunk = p.chunks[i]
         return {
-            **{("user_" + k if k in RESERVED else k): v for k, v in p.doc.metadata.items()},
+            **{user_key(k): v for k, v in p.doc.metadata.items()},
             "doc_id": p.doc.doc_id,
             "source": p.doc.source,
             "chunk_index": i,

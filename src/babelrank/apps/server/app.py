@@ -36,21 +36,42 @@ import secrets
 import tempfile
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, AsyncIterator, Callable, Literal, Mapping, Sequence, TypeVar, get_type_hints
+from typing import (
+    Any,
+    AsyncIterator,
+    Callable,
+    Literal,
+    Mapping,
+    Sequence,
+    TypeVar,
+)
 
 from fastapi import FastAPI, HTTPException, Request
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from pydantic import AliasChoices, BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    AliasChoices,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+)
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from babelrank import __version__
-from babelrank.cli import language_code, language_codes, mode_flag, result_dict
-from babelrank.config import ENV_PREFIX, TOP_K_MAX, TOP_N_MAX, Settings, coerce_setting, parse_setting
+from babelrank.config import (
+    ENV_PREFIX,
+    SERVE_CONFIG_ENV,
+    TOP_K_MAX,
+    TOP_N_MAX,
+    VERSION,
+    ServerSettings,
+    Settings,
+    mode_flag,
+)
 from babelrank.errors import (
     BabelrankError,
     ConfigError,
@@ -59,7 +80,9 @@ from babelrank.errors import (
     SourceError,
     StoreLockedError,
 )
-from babelrank.filters import validate_where
+from babelrank.models.language import parse_language_code, parse_language_codes
+from babelrank.query.filters import validate_where
+from babelrank.schema import result_dict
 
 logger = logging.getLogger(__name__)
 
@@ -84,92 +107,6 @@ ERROR_TYPES: dict[str, int] = {
 }
 _STATUS_TYPES = {400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "not_found", 405: "method_not_allowed",
                  413: "payload_too_large", 415: "unsupported_media_type", 422: "validation_error"}
-SERVE_CONFIG_ENV = ENV_PREFIX + "SERVE_CONFIG"  # JSON settings handed to `uvicorn --workers` processes
-
-
-# ---- settings ----------------------------------------------------------------------------
-@dataclass(frozen=True)
-class ServerSettings:
-    """Settings of the HTTP layer only (the index is configured by `Settings`).
-
-    Each can also be set by ``BABELRANK_<NAME>`` (e.g. ``BABELRANK_ALLOWED_ORIGINS``; lists are
-    comma-separated; an empty variable counts as unset); keywords win.
-
-    Attributes:
-        api_token: when set, every endpoint except ``/health`` needs ``Authorization: Bearer <token>``.
-            A blank token is refused (`ConfigError`) rather than read as "no token".
-        max_body_bytes: largest request body accepted; larger ones get 413 (default 10 MiB).
-        max_query_chars: longest query accepted; longer ones get 422 (default 2000).
-        allowed_hosts: without a token, the names the server answers to besides the loopback
-            names (``localhost``, ``127.0.0.1``, ``::1``) and the address a request arrived at
-            (``babelrank serve --host NAME`` adds NAME); a request whose ``Host`` header names
-            another gets 403, so a web page whose own name was made to resolve to this server
-            (DNS rebinding) cannot use it. ``*`` = any name. Not checked when a token is set.
-        allowed_origins: web origins (``https://app.example``) whose pages may call the API from
-            a browser; ``*`` = any. A request whose ``Origin`` header names another origin than
-            the server's own gets 403, token or not; requests without one (curl, programs) pass.
-        expose_paths: show server file paths in answers (the store and model folders in
-            ``/v1/collections``; the folders of files ingested on the server in results' ``source``,
-            ``doc_id`` and chunk ids, which then show the file name only); None (default) = only
-            when no token is set.
-        ingest_slice_chars: an ingest request's documents go to the write thread in slices of
-            about this many characters (a longer document alone), and a delete that arrives
-            meanwhile runs between two slices instead of after the whole request (default
-            20 000: some 20-25 chunks of 256 tokens). Queries have their own thread.
-    """
-
-    api_token: str | None = None
-    max_body_bytes: int = 10 * 1024 * 1024
-    max_query_chars: int = 2000
-    allowed_hosts: tuple[str, ...] = ()
-    allowed_origins: tuple[str, ...] = ()
-    expose_paths: bool | None = None
-    ingest_slice_chars: int = 20_000
-
-    def __post_init__(self) -> None:
-        if self.api_token is not None and not self.api_token.strip():
-            raise ConfigError(f"api_token ({ENV_PREFIX}API_TOKEN) is blank: set a real token "
-                              "(e.g. `openssl rand -hex 32`), or unset it to serve without authentication")
-        for name in ("max_body_bytes", "max_query_chars", "ingest_slice_chars"):
-            if getattr(self, name) < 1:
-                raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
-        for origin in self.allowed_origins:
-            if origin != "*" and "://" not in origin:
-                raise ConfigError(f"allowed_origins: {origin!r} is not a web origin; write scheme://host[:port], "
-                                  "e.g. https://app.example")
-
-    @classmethod
-    def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> "ServerSettings":
-        """Read the ``BABELRANK_<NAME>`` variables of these settings; keywords win."""
-        env = os.environ if env is None else env
-        hints = get_type_hints(cls)
-        unknown = set(overrides) - set(hints)
-        if unknown:
-            raise ConfigError(f"unknown server setting(s): {', '.join(sorted(unknown))}; known: {', '.join(hints)}")
-        values = {name: parse_setting(name, raw, tp) for name, tp in hints.items()
-                  if (raw := env.get(ENV_PREFIX + name.upper()))}
-        values.update({k: coerce_setting(k, v, hints[k]) for k, v in overrides.items() if v is not None})
-        return cls(**values)
-
-    @property
-    def shows_paths(self) -> bool:
-        """Whether answers show server file paths (`expose_paths`, by default only without a token)."""
-        return self.expose_paths if self.expose_paths is not None else self.api_token is None
-
-    def to_env(self) -> dict[str, str]:
-        """These settings as ``BABELRANK_*`` variables, for worker processes (unset ones left out)."""
-        out: dict[str, str] = {}
-        for f in dataclasses.fields(self):
-            value = getattr(self, f.name)
-            if value is not None and value != ():
-                out[ENV_PREFIX + f.name.upper()] = _env_text(value)
-        return out
-
-
-def _env_text(value: Any) -> str:
-    if isinstance(value, tuple):
-        return ",".join(value)
-    return str(value).lower() if isinstance(value, bool) else str(value)
 
 
 # ---- request / response models -----------------------------------------------------------
@@ -206,7 +143,7 @@ class QueryRequest(BaseModel):
     @field_validator("languages", "prefer_languages")
     @classmethod
     def _codes(cls, value: list[str] | None) -> list[str] | None:
-        return language_codes(value)
+        return parse_language_codes(value)
 
     @field_validator("where")
     @classmethod
@@ -216,7 +153,7 @@ class QueryRequest(BaseModel):
     @field_validator("answer_language")
     @classmethod
     def _code(cls, value: str | None) -> str | None:
-        return language_code(value) if value is not None and value.strip() else None
+        return parse_language_code(value) if value is not None and value.strip() else None
 
     def search_options(self) -> dict[str, Any]:
         """Keyword arguments of `BabelIndex.search` for this request."""
@@ -655,7 +592,7 @@ class Service:
     async def ingest(self, docs: Sequence[Any]) -> Any:
         """Ingest `docs` under the write lock, one slice (`ServerSettings.ingest_slice_chars`) per
         write-lane job, so that a delete waits for one slice, not for the whole request."""
-        from babelrank.ingest import IngestReport
+        from babelrank.ingest.pipeline import IngestReport
 
         report = IngestReport()
         async with self.writing():
@@ -721,15 +658,6 @@ def _result_without_folders(result: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def settings_to_json(settings: Settings) -> dict[str, Any]:
-    """`Settings` as JSON-able values (for handing to worker processes)."""
-    out: dict[str, Any] = {}
-    for f in dataclasses.fields(settings):
-        value = getattr(settings, f.name)
-        out[f.name] = str(value) if isinstance(value, Path) else list(value) if isinstance(value, tuple) else value
-    return out
-
-
 def _inline_schema(model: type[BaseModel]) -> dict[str, Any]:
     """A model's JSON schema with its `$defs` references inlined (for `openapi_extra`)."""
     schema = model.model_json_schema()
@@ -778,7 +706,7 @@ def create_app(
 
     app = FastAPI(
         title="babelrank",
-        version=__version__,
+        version=VERSION,
         description="Multilingual retrieve-and-rerank. Errors: `{\"error\": {\"type\": ..., \"message\": ...}}`. "
         "When BABELRANK_API_TOKEN is set, send `Authorization: Bearer <token>` (all paths but /health).",
         lifespan=lifespan,
@@ -797,7 +725,7 @@ def create_app(
         """Liveness; 200 once models are loaded. Never needs the token."""
         if service.index is None:
             raise ApiError("not_ready", "starting")
-        return {"status": "ok", "version": __version__}
+        return {"status": "ok", "version": VERSION}
 
     @app.post("/v1/query", response_model=QueryResponse, tags=["query"])
     async def query(request: QueryRequest) -> dict[str, Any]:
@@ -877,7 +805,7 @@ def create_app(
 
 
 async def _read_json_documents(request: Request) -> tuple[list[Any], list[Any]]:
-    from babelrank.sources import from_texts
+    from babelrank.ingest.sources import from_texts
 
     raw = await request.body()
     try:
@@ -900,7 +828,7 @@ async def _read_json_documents(request: Request) -> tuple[list[Any], list[Any]]:
 
 
 async def _read_uploads(request: Request, service: Service) -> tuple[list[Any], list[Any]]:
-    from babelrank.sources import SUPPORTED_SUFFIXES, Skipped
+    from babelrank.ingest.sources import SUPPORTED_SUFFIXES, Skipped
 
     form = await request.form(max_files=10_000, max_fields=100)
     uploads = [f for f in form.getlist("files") if hasattr(f, "filename")]
@@ -934,7 +862,7 @@ async def _read_uploads(request: Request, service: Service) -> tuple[list[Any], 
 
 
 def _read_upload(path: Path, name: str, extra: Mapping[str, Any]) -> list[Any]:
-    from babelrank.sources import clean_metadata, read_file
+    from babelrank.ingest.sources import clean_metadata, read_file
 
     tmp_source = str(path.resolve())
     out = []
@@ -945,7 +873,7 @@ def _read_upload(path: Path, name: str, extra: Mapping[str, Any]) -> list[Any]:
 
 
 def app_from_env() -> FastAPI:
-    """App factory for ``uvicorn babelrank.server:app_from_env --factory`` and worker processes.
+    """App factory for ``uvicorn babelrank.apps.server.app:app_from_env --factory`` and worker processes.
 
     Reads `Settings` from ``BABELRANK_SERVE_CONFIG`` (JSON, written by ``babelrank serve``)
     when set, else from the ``BABELRANK_*`` environment.
