@@ -101,7 +101,7 @@ def local_server() -> Iterator[str]:
     import uvicorn
 
     from babelrank import Settings
-    from babelrank.apps.server.app import create_app
+    from babelrank.apps.server import create_app
 
     settings = Settings.from_env(collection=os.environ.get("BABELRANK_COLLECTION", "chatbot-example"))
     port = _free_port()

@@ -23,7 +23,8 @@ import httpx  # noqa: E402
 from fastapi.testclient import TestClient  # noqa: E402
 
 from babelrank import BabelIndex, Settings, StoreLockedError  # noqa: E402
-from babelrank.apps.server.app import ServerSettings, create_app  # noqa: E402
+from babelrank.apps.server import create_app  # noqa: E402
+from babelrank.config import ServerSettings  # noqa: E402
 
 DATA = Path(__file__).resolve().parents[1] / "examples" / "data"
 
@@ -199,7 +200,7 @@ def test_query_neutral_modes(make_index: Any) -> None:
 
 def test_collections_report_backends(client: TestClient, shared_index: BabelIndex) -> None:
     info = client.get("/v1/collections").json()["collections"][0]
-    assert info["backend"] == shared_index.settings.backend  # the configured backend, whatever the default
+    assert info["backend"] == shared_index.encoder.backend != "auto"  # the backend running, "auto" resolved
     assert info["language_backend"] == "auto" and info["expected_languages"] == []
     schema = client.get("/openapi.json").json()["components"]["schemas"]["QueryRequest"]["properties"]
     assert {"prefer_languages", "prefer_margin", "answer_language", "dedup", "dedup_threshold", "neutral"} <= set(schema)

@@ -22,7 +22,8 @@ from fastapi import FastAPI  # noqa: E402
 from fastapi.testclient import TestClient  # noqa: E402
 
 from babelrank import BabelIndex  # noqa: E402
-from babelrank.apps.server.app import ServerSettings, create_app  # noqa: E402
+from babelrank.apps.server import create_app  # noqa: E402
+from babelrank.config import ServerSettings  # noqa: E402
 from babelrank.errors import ConfigError  # noqa: E402
 
 DATA = Path(__file__).resolve().parents[1] / "examples" / "data"
