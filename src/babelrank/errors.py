@@ -78,6 +78,7 @@ class ErrorKind:
 
 
 _BAD_INPUT = ErrorKind(2, 422, "validation_error")
+_MISSING_PATH = ErrorKind(2, 500, "internal_error")  # a path a CLI user named; on a server, its own fault
 _UNAVAILABLE = ErrorKind(1, 503, "store_unavailable")
 _INTERNAL = ErrorKind(1, 500, "internal_error")
 
@@ -86,14 +87,17 @@ def classify(exc: BaseException) -> ErrorKind:
     """The exit code, HTTP status and error type of any exception.
 
     babelrank's own errors say it themselves; of the others, bad input (``ValueError``,
-    chromadb's 4xx errors such as ``InvalidArgumentError`` for an invalid ``where``, a
-    missing file or folder) is a usage error, a lost connection to a Chroma server means the store is
-    unavailable, and anything else is a bug (exit 1, HTTP 500).
+    chromadb's 4xx errors such as ``InvalidArgumentError`` for an invalid ``where``) is a
+    usage error (exit 2, HTTP 422); a missing file or folder is a usage error of the command
+    line (a path its user named) but the server's own fault (HTTP 500); a lost connection to
+    a Chroma server means the store is unavailable; anything else is a bug (exit 1, HTTP 500).
     """
     if isinstance(exc, BabelrankError):
         return ErrorKind(exc.exit_code, exc.http_status, exc.error_type)
-    if isinstance(exc, (ValueError, FileNotFoundError, NotADirectoryError, IsADirectoryError)) or _chroma_bad_input(exc):
+    if isinstance(exc, ValueError) or _chroma_bad_input(exc):
         return _BAD_INPUT
+    if isinstance(exc, (FileNotFoundError, NotADirectoryError, IsADirectoryError)):
+        return _MISSING_PATH
     if isinstance(exc, ConnectionError):
         return _UNAVAILABLE
     return _INTERNAL
