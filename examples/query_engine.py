@@ -10,7 +10,7 @@ answer text is a placeholder; the sources printed below it are real.
 LLM: set OPENAI_API_KEY and `pip install llama-index-llms-openai` to use OpenAI
 (model from EXAMPLE_LLM_MODEL, default gpt-4o-mini), or edit `make_llm`.
 Models and store: BABELRANK_MODEL_DIR, BABELRANK_EMBED_MODEL, BABELRANK_RERANK_MODEL,
-BABELRANK_STORE_PATH (see the README). Runs offline.
+BABELRANK_STORE_PATH (see docs/getting-started.md). Runs offline.
 """
 
 from __future__ import annotations

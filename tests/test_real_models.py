@@ -1,7 +1,7 @@
 """End-to-end checks on the real multilingual-e5-small and XQuAD (run in CI; skipped elsewhere).
 
 Measured levels (shared e5 model, XQuAD en+ru paragraphs, first 200 questions per language,
-rerank off) are written in the README; the floors below sit a little under them.
+rerank off) are written in docs/evaluation.md; the floors below sit a little under them.
 """
 
 from __future__ import annotations
