@@ -16,8 +16,10 @@ from typing import Any, Iterator
 
 import pytest
 
-from babelrank.apps.cli import main as cli
-from babelrank.config import Settings
+from babelrank.apps.cli import main
+from babelrank.apps.cli.parser import build_parser
+from babelrank.apps.cli.settings import server_settings_from_args, settings_from_args
+from babelrank.config import ENV_PREFIX, SERVE_CONFIG_ENV, ServerSettings, Settings
 
 DATA = Path(__file__).resolve().parents[1] / "examples" / "data"
 
@@ -50,7 +52,7 @@ def env(tiny_models: dict[str, Path], tmp_path: Path, monkeypatch: pytest.Monkey
 
 
 def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
-    code = cli.main(list(argv))
+    code = main(list(argv))
     out, err = capsys.readouterr()
     return code, out, err
 
@@ -299,44 +301,44 @@ def test_precedence_flags_env_file_defaults(tmp_path: Path) -> None:
     toml = tmp_path / "babelrank.toml"
     toml.write_text('collection = "from-file"\ntop_n = 7\nexpected_languages = ["uk", "ru"]\nchroma-port = 9001\n')
     env: dict[str, str] = {}
-    s = cli.settings_from_args(_args(config=str(toml)), env=env)
+    s = settings_from_args(_args(config=str(toml)), env=env)
     assert (s.collection, s.top_n, s.expected_languages, s.chroma_port) == ("from-file", 7, ("uk", "ru"), 9001)
     assert s.top_k == Settings().top_k  # default
 
     env = {"BABELRANK_COLLECTION": "from-env", "BABELRANK_CONFIG": str(toml)}
-    s = cli.settings_from_args(_args(), env=env)
+    s = settings_from_args(_args(), env=env)
     assert (s.collection, s.top_n) == ("from-env", 7)  # env beats file; BABELRANK_CONFIG names the file
 
-    s = cli.settings_from_args(_args(collection="from-flag", store="x/y"), env=env)
+    s = settings_from_args(_args(collection="from-flag", store="x/y"), env=env)
     assert s.collection == "from-flag" and s.store_path == Path("x/y")
 
     json_file = tmp_path / "conf.json"
     json_file.write_text(json.dumps({"babelrank": {"rerank_model": "none", "api_token": "t", "max_query_chars": 50}}))
-    s = cli.settings_from_args(_args(config=str(json_file)), env={})
+    s = settings_from_args(_args(config=str(json_file)), env={})
     assert s.rerank_model == "none"
-    server = cli.server_settings_from_args(_args(config=str(json_file), max_query_chars=None), env={})
+    server = server_settings_from_args(_args(config=str(json_file), max_query_chars=None), env={})
     assert (server.api_token, server.max_query_chars) == ("t", 50)
-    server = cli.server_settings_from_args(_args(config=str(json_file), max_query_chars=9), env={"BABELRANK_API_TOKEN": "e"})
+    server = server_settings_from_args(_args(config=str(json_file), max_query_chars=9), env={"BABELRANK_API_TOKEN": "e"})
     assert (server.api_token, server.max_query_chars) == ("e", 9)
 
 
 def test_model_and_language_flags_are_settings(tmp_path: Path) -> None:
-    args = cli.build_parser().parse_args(["query", "x", "--backend", "onnx-int8", "--language-backend", "fast",
+    args = build_parser().parse_args(["query", "x", "--backend", "onnx-int8", "--language-backend", "fast",
                                           "--expected-languages", "ukr,RU,en"])
-    s = cli.settings_from_args(args, env={"BABELRANK_BACKEND": "onnx"})
+    s = settings_from_args(args, env={"BABELRANK_BACKEND": "onnx"})
     assert (s.backend, s.language_backend, s.expected_languages) == ("onnx-int8", "fast", ("uk", "ru", "en"))
-    args = cli.build_parser().parse_args(["--backend", "onnx", "serve"])  # before the command too
-    assert cli.settings_from_args(args, env={}).backend == "onnx"
-    assert cli.settings_from_args(cli.build_parser().parse_args(["info"]), env={"BABELRANK_BACKEND": "onnx"}).backend == "onnx"
+    args = build_parser().parse_args(["--backend", "onnx", "serve"])  # before the command too
+    assert settings_from_args(args, env={}).backend == "onnx"
+    assert settings_from_args(build_parser().parse_args(["info"]), env={"BABELRANK_BACKEND": "onnx"}).backend == "onnx"
 
 
 def test_serve_hands_the_backend_to_its_workers(env: dict[str, str], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
     import uvicorn
 
-    from babelrank.apps.server.app import SERVE_CONFIG_ENV, app_from_env
+    from babelrank.apps.server import app_from_env
 
-    for name in (SERVE_CONFIG_ENV, *(cli.ENV_PREFIX + key.upper() for key in cli.SERVER_KEYS)):
-        monkeypatch.setenv(name, "")  # restored after the test: serve writes these for its workers
+    for name in (SERVE_CONFIG_ENV, *(ENV_PREFIX + f.name.upper() for f in dataclasses.fields(ServerSettings))):
+        monkeypatch.setenv(name, "")  # restored after the test: serve writes the settings for its workers
     monkeypatch.setenv("BABELRANK_ALLOWED_ORIGINS", "https://app.example, https://admin.example")
     monkeypatch.setenv("BABELRANK_EXPOSE_PATHS", "false")
     calls: list[dict[str, Any]] = []
@@ -345,7 +347,7 @@ def test_serve_hands_the_backend_to_its_workers(env: dict[str, str], monkeypatch
                        "--language-backend", "fast", "--expected-languages", "uk,ru", "--host", "api.example", "--quiet")
     assert code == 0, err
     assert calls and calls[0]["workers"] == 2
-    handed = json.loads(os.environ[SERVE_CONFIG_ENV])
+    handed = json.loads(os.environ[SERVE_CONFIG_ENV])["settings"]
     assert (handed["backend"], handed["language_backend"], handed["expected_languages"]) == ("onnx-int8", "fast", ["uk", "ru"])
     app = app_from_env()
     assert app.state.service.settings.backend == "onnx-int8"
@@ -353,12 +355,6 @@ def test_serve_hands_the_backend_to_its_workers(env: dict[str, str], monkeypatch
     assert server.allowed_hosts == ("api.example",)  # the bound name, for the Host check
     assert server.allowed_origins == ("https://app.example", "https://admin.example")
     assert server.expose_paths is False
-
-
-def test_server_keys_are_the_server_settings() -> None:
-    from babelrank.apps.server.app import ServerSettings
-
-    assert set(cli.SERVER_KEYS) == {f.name for f in dataclasses.fields(ServerSettings)}
 
 
 def test_serve_refuses_a_blank_token(env: dict[str, str], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
@@ -374,10 +370,14 @@ def test_serve_refuses_a_blank_token(env: dict[str, str], monkeypatch: pytest.Mo
 def test_serve_answers_its_bound_name_only(ingested: dict[str, str], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
     import uvicorn
     from fastapi.testclient import TestClient
+    from uvicorn.importer import import_from_string
 
     statuses: dict[str, int] = {}
+    monkeypatch.setenv(SERVE_CONFIG_ENV, "")  # restored after the test: serve writes the settings for the app
 
     def fake_run(app: Any, **kwargs: Any) -> None:
+        if kwargs.get("factory"):  # the app factory named by its import string, as uvicorn calls it
+            app = import_from_string(app)()
         with TestClient(app, base_url="http://127.0.0.1") as c:
             for host in ("babel.internal:8000", "localhost", "127.0.0.1:8000", "rebound.example"):
                 statuses[host] = c.get("/v1/collections", headers={"Host": host}).status_code
@@ -389,7 +389,7 @@ def test_serve_answers_its_bound_name_only(ingested: dict[str, str], monkeypatch
 
 
 def test_store_flag_beats_chroma_host_from_env() -> None:
-    s = cli.settings_from_args(_args(store="here"), env={"BABELRANK_CHROMA_HOST": "db"})
+    s = settings_from_args(_args(store="here"), env={"BABELRANK_CHROMA_HOST": "db"})
     assert s.chroma_host is None and s.store_path == Path("here")
 
 
@@ -453,7 +453,7 @@ def test_eval_is_registered_when_present(capsys: pytest.CaptureFixture[str]) -> 
 
 def test_console_script() -> None:
     exe = Path(sys.executable).parent / "babelrank"
-    cmd = [str(exe)] if exe.exists() else [sys.executable, "-m", "babelrank.apps.cli.main"]
+    cmd = [str(exe)] if exe.exists() else [sys.executable, "-m", "babelrank.apps.cli"]
     done = subprocess.run([*cmd, "query", "--help"], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0 and "--no-rerank" in done.stdout
     done = subprocess.run([*cmd, "ingest", "/no/such/path"], capture_output=True, text=True, timeout=120,
@@ -474,7 +474,7 @@ def test_serve_runs_uvicorn(ingested: dict[str, str], tmp_path: Path) -> None:
     port = _free_port()
     env = {**os.environ, "BABELRANK_API_TOKEN": "tok", "HF_HUB_OFFLINE": "1"}
     log = open(tmp_path / "serve.log", "wb")
-    proc = subprocess.Popen([sys.executable, "-m", "babelrank.apps.cli.main", "serve", "--port", str(port), "--quiet"],
+    proc = subprocess.Popen([sys.executable, "-m", "babelrank.apps.cli", "serve", "--port", str(port), "--quiet"],
                             env=env, stdout=log, stderr=subprocess.STDOUT)
     try:
         deadline = time.monotonic() + 120

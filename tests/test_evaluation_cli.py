@@ -11,7 +11,8 @@ from eval_cli_data import QUESTIONS, SENTENCES, write_data
 from eval_cli_data import parser as _parser
 from eval_cli_data import run_cli as _run
 
-from babelrank.apps.cli.evaluation import markdown_table
+from babelrank.apps.cli import main
+from babelrank.apps.cli.eval_output import markdown_table
 from babelrank.errors import BabelrankError, ConfigError, SourceError
 
 KEYS = {"map@20", "recall@1", "recall@10", "same_language@10"}
@@ -155,14 +156,13 @@ def test_real_exact_issue_commands(e5_path: Path, real_data_dir: Path, tmp_path:
 def test_through_the_main_cli(data: Path, tiny_models: dict[str, Path], tmp_path: Path,
                               capsys: pytest.CaptureFixture[str]) -> None:
     """`babelrank --embed-model X eval ...`: options given before the command reach the run."""
-    main_cli = pytest.importorskip("babelrank.apps.cli.main")
-    code = main_cli.main(["--embed-model", str(tiny_models["bi"]), "--device", "cpu", "eval", "xquad-r",
+    code = main(["--embed-model", str(tiny_models["bi"]), "--device", "cpu", "eval", "xquad-r",
                           "--data", str(data / "xquad-r"), "--reranker", "none", "--json", "-q",
                           "--cache-dir", str(tmp_path)])
     captured = capsys.readouterr()
     assert code == 0, captured.err
     out = json.loads(captured.out)
     assert out["model"] == str(tiny_models["bi"]) and out["queries"] == 6
-    code = main_cli.main(["eval", "xquad-r", "--data", str(tmp_path / "missing"), "--reranker", "none",
+    code = main(["eval", "xquad-r", "--data", str(tmp_path / "missing"), "--reranker", "none",
                           "--model", str(tiny_models["bi"])])
     assert code == 2 and "XQuAD-R folder not found" in capsys.readouterr().err

@@ -1,4 +1,15 @@
-"""One settings object for babelrank, filled from keyword arguments and `BABELRANK_*` env vars."""
+"""babelrank's settings and where they come from.
+
+`Settings` configures the index (models, store, query defaults); `ServerSettings` the HTTP
+layer. Each value is resolved in one order everywhere (`resolve_settings`,
+`resolve_server_settings`):
+
+    given values (command-line flags) > ``BABELRANK_*`` environment variables
+    > a config file (``BABELRANK_CONFIG`` or an explicit path; TOML or JSON) > defaults
+
+Also here: the ``auto``/``on``/``off`` per-query switch (`MODES`, `mode_flag`) and the one
+serialised object that hands a server's settings to its worker processes (`dump_serve_config`).
+"""
 
 from __future__ import annotations
 
@@ -15,6 +26,8 @@ VERSION = "0.1.0"
 """The package version (also in pyproject.toml; `babelrank.__version__`)."""
 
 ENV_PREFIX = "BABELRANK_"
+CONFIG_ENV = ENV_PREFIX + "CONFIG"
+"""The variable naming a config file (an explicit path, e.g. ``--config``, wins over it)."""
 
 NeutralMode = Literal["auto", "on", "off"]
 BACKENDS = ("auto", "torch", "onnx", "onnx-int8")
@@ -37,7 +50,7 @@ class Settings:
     `BABELRANK_<FIELD>` (e.g. `BABELRANK_EMBED_MODEL`); keywords win over the environment.
 
     Attributes:
-        embed_model: bi-encoder, as a preset name (see `babelrank.models.encoders.PRESETS`), a model
+        embed_model: bi-encoder, as a preset name (see `babelrank.models.presets.PRESETS`), a model
             hub id, or a local folder.
         rerank_model: cross-encoder (preset, hub id or folder); `"none"` switches rerank off;
             `"auto"` uses the default cross-encoder when it can be loaded and otherwise
@@ -69,7 +82,7 @@ class Settings:
             "onnx" (ONNX Runtime fp32 with fused LayerNorm/GELU kernels) or "onnx-int8" (plus
             dynamic int8 weights; fastest on CPU). The ONNX backends run on CPU and export each
             model once into `cache_dir` (the embedding model when the index opens; the rerank
-            model with `babelrank.models.encoders.prepare_cross_encoder`, else at its first use).
+            model with `babelrank.models.cross_encoder.prepare_cross_encoder`, else at its first use).
         cache_dir: where exported ONNX models are cached; None = `~/.cache/babelrank/onnx`.
         trust_remote_code: let models that ship their own Python code run it (transformers'
             `trust_remote_code`; e.g. the `jina-reranker-v2` and `gte-reranker` presets need
@@ -189,6 +202,30 @@ class Settings:
             self, **{k: coerce_setting(k, v, hints[k]) if v is not None else v for k, v in changes.items()}
         )
 
+    def bi_encoder_options(self) -> dict[str, Any]:
+        """Keyword arguments of `babelrank.models.bi_encoder.load_bi_encoder` (and of
+        `load_cross_encoder`) besides the model name: where models are found and how they run.
+
+        Returns:
+            ``model_dir``, ``device``, ``backend``, ``cache_dir``, ``onnx_spinning`` and
+            ``trust_remote_code``.
+        """
+        return {"model_dir": self.model_dir, "device": self.device, "backend": self.backend,
+                "cache_dir": self.cache_dir, "onnx_spinning": self.onnx_spinning,
+                "trust_remote_code": self.trust_remote_code}
+
+    def cross_encoder_options(self) -> dict[str, Any]:
+        """Keyword arguments of `babelrank.query.rerank.CrossEncoderReranker` besides the model name.
+
+        Returns:
+            `bi_encoder_options` plus ``top_n``, ``batch_size`` (`rerank_batch_size`),
+            ``max_length`` (`rerank_max_length`), ``candidates`` (`rerank_candidates`) and
+            ``margin`` (`rerank_margin`).
+        """
+        return {**self.bi_encoder_options(), "top_n": self.top_n, "batch_size": self.rerank_batch_size,
+                "max_length": self.rerank_max_length, "candidates": self.rerank_candidates,
+                "margin": self.rerank_margin}
+
 
 def _base_type(tp: Any) -> Any:
     args = [a for a in get_args(tp) if a is not type(None)]
@@ -235,7 +272,7 @@ def coerce_setting(name: str, value: Any, tp: Any) -> Any:
     return value
 
 
-SERVE_CONFIG_ENV = ENV_PREFIX + "SERVE_CONFIG"  # JSON settings handed to `uvicorn --workers` processes
+SERVE_CONFIG_ENV = ENV_PREFIX + "SERVE_CONFIG"  # `dump_serve_config`, handed to the server process(es)
 
 
 @dataclass(frozen=True)
@@ -306,22 +343,6 @@ class ServerSettings:
         """Whether answers show server file paths (`expose_paths`, by default only without a token)."""
         return self.expose_paths if self.expose_paths is not None else self.api_token is None
 
-    def to_env(self) -> dict[str, str]:
-        """These settings as ``BABELRANK_*`` variables, for worker processes (unset ones left out)."""
-        out: dict[str, str] = {}
-        for f in dataclasses.fields(self):
-            value = getattr(self, f.name)
-            if value is not None and value != ():
-                out[ENV_PREFIX + f.name.upper()] = _env_text(value)
-        return out
-
-
-def _env_text(value: Any) -> str:
-    if isinstance(value, tuple):
-        return ",".join(value)
-    return str(value).lower() if isinstance(value, bool) else str(value)
-
-
 def dump_serve_config(settings: Settings, server: ServerSettings) -> str:
     """Both settings of a server as one JSON object, for its worker processes (`load_serve_config`)."""
     def plain(obj: Any) -> dict[str, Any]:
@@ -336,6 +357,127 @@ def load_serve_config(raw: str) -> tuple[Settings, ServerSettings]:
     data = json.loads(raw)
     return Settings.from_env(env={}, **data["settings"]), ServerSettings.from_env(env={}, **data["server"])
 
+
+
+def load_config_file(path: str | Path) -> dict[str, Any]:
+    """Read a TOML or JSON config file of settings.
+
+    Keys are `Settings` and `ServerSettings` field names; dashes are accepted (``embed-model``).
+    A file holding a single ``[babelrank]`` table is read from that table. A file named neither
+    ``.toml`` nor ``.json`` is read as JSON, else as TOML.
+
+    Args:
+        path: the file.
+
+    Returns:
+        The values by field name, as written (not yet coerced).
+
+    Raises:
+        ConfigError: the file is missing, malformed, not a table, or names an unknown setting.
+    """
+    path = Path(path).expanduser()
+    if not path.is_file():
+        raise ConfigError(f"config file {path} does not exist")
+    raw = path.read_bytes()
+    suffix = path.suffix.lower()
+    try:
+        if suffix == ".toml":
+            data = _parse_toml(raw, path)
+        elif suffix == ".json":
+            data = json.loads(raw.decode("utf-8"))
+        else:
+            try:
+                data = json.loads(raw.decode("utf-8"))
+            except ValueError:
+                data = _parse_toml(raw, path)
+    except ConfigError:
+        raise
+    except ValueError as exc:  # JSONDecodeError, TOMLDecodeError, UnicodeDecodeError
+        raise ConfigError(f"config file {path} is not valid {'TOML' if suffix == '.toml' else 'JSON'}: {exc}") from None
+    if isinstance(data, dict) and set(data) == {"babelrank"} and isinstance(data["babelrank"], dict):
+        data = data["babelrank"]
+    if not isinstance(data, dict):
+        raise ConfigError(f"config file {path} must hold a table/object of settings")
+    values = {str(k).replace("-", "_"): v for k, v in data.items()}
+    known = {f.name for f in fields(Settings)} | {f.name for f in fields(ServerSettings)}
+    unknown = sorted(set(values) - known)
+    if unknown:
+        raise ConfigError(f"config file {path}: unknown setting(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
+    return values
+
+
+def _parse_toml(raw: bytes, path: Path) -> Any:
+    try:
+        import tomllib  # Python >= 3.11
+    except ImportError:  # pragma: no cover - Python 3.10
+        try:
+            import tomli as tomllib  # type: ignore[no-redef]
+        except ImportError:
+            raise ConfigError(f"reading {path} needs Python >= 3.11 (or `pip install tomli`); or use a JSON config file") from None
+    return tomllib.loads(raw.decode("utf-8"))
+
+
+def _file_values(config_file: str | Path | None, env: Mapping[str, str], names: set[str]) -> dict[str, Any]:
+    """The config file's values of the settings `names` whose environment variable is not set
+    (the environment wins); the file is `config_file`, else the one ``BABELRANK_CONFIG`` names."""
+    path = config_file or env.get(CONFIG_ENV)
+    values = load_config_file(path) if path else {}
+    return {k: v for k, v in values.items() if k in names and not env.get(ENV_PREFIX + k.upper())}
+
+
+def resolve_settings(
+    given: Mapping[str, Any] | None = None,
+    env: Mapping[str, str] | None = None,
+    config_file: str | Path | None = None,
+) -> Settings:
+    """`Settings` from given values > ``BABELRANK_*`` variables > a config file > defaults.
+
+    A `store_path` among the given values means the embedded store: a `chroma_host` from the
+    environment or the file is dropped.
+
+    Args:
+        given: values given explicitly (e.g. command-line flags) by field name; None = not given.
+        env: the environment (default `os.environ`).
+        config_file: a TOML or JSON file (`load_config_file`); None = the one named by
+            ``BABELRANK_CONFIG``, if any.
+
+    Returns:
+        The settings.
+
+    Raises:
+        ConfigError: an unknown setting, a value of the wrong type or range, a bad config file.
+    """
+    env = os.environ if env is None else env
+    given = {k: v for k, v in (given or {}).items() if v is not None}
+    values = {**_file_values(config_file, env, {f.name for f in fields(Settings)}), **given}
+    settings = Settings.from_env(env, **values)
+    if "store_path" in given and "chroma_host" not in given and settings.chroma_host:
+        settings = settings.replace(chroma_host=None)
+    return settings
+
+
+def resolve_server_settings(
+    given: Mapping[str, Any] | None = None,
+    env: Mapping[str, str] | None = None,
+    config_file: str | Path | None = None,
+) -> ServerSettings:
+    """`ServerSettings` in the order of `resolve_settings` (given > environment > file > defaults).
+
+    Args:
+        given: values given explicitly by field name; None = not given.
+        env: the environment (default `os.environ`).
+        config_file: a TOML or JSON file; None = the one named by ``BABELRANK_CONFIG``, if any.
+
+    Returns:
+        The server settings.
+
+    Raises:
+        ConfigError: as for `resolve_settings`.
+    """
+    env = os.environ if env is None else env
+    values = _file_values(config_file, env, {f.name for f in fields(ServerSettings)})
+    values.update({k: v for k, v in (given or {}).items() if v is not None})
+    return ServerSettings.from_env(env, **values)
 
 MODES = ("auto", "on", "off")
 """A per-query switch: ``auto`` (as the collection calls for), ``on`` or ``off``."""

@@ -6,22 +6,22 @@
     babelrank eval judgements --queries FILE --docs PATH [PATH ...] [--qrels FILE]
     babelrank compare xquad-r --data DIR --model A --model B --backend torch,onnx-int8 --reranker none
 
-The main CLI calls `register(subparsers)`; each command's handler is `args.func(args) -> int`
-and raises babelrank errors, which the main CLI prints. `compare` runs the same benchmarks for
-several configurations (`babelrank.evaluation.compare`).
+The main parser calls `register(subparsers, parents)`; each command's handler is
+`args.func(args) -> int` and raises babelrank errors, which the entry point prints. `compare`
+runs the same benchmarks for several configurations (`babelrank.evaluation.compare`). What
+they print is written by `babelrank.apps.cli.eval_output`.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
-import logging
-import math
 import sys
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-from babelrank.config import BACKENDS, Settings
+from babelrank.apps.cli.eval_output import emit, header, markdown_table, report_text
+from babelrank.apps.cli.settings import settings_from_args
+from babelrank.config import BACKENDS, Settings, mode_flag
 from babelrank.errors import BabelrankError, ConfigError, SourceError
 from babelrank.evaluation import datasets
 from babelrank.evaluation.compare import (
@@ -29,22 +29,13 @@ from babelrank.evaluation.compare import (
     Summarise,
     compare,
     configurations,
-    load_reranker,
     plot_comparison,
     require_matplotlib,
 )
-from babelrank.evaluation.datasets import EvalCorpus
-from babelrank.evaluation.runner import (
-    EvalReport,
-    evaluate,
-    head_queries,
-    head_tatoeba,
-    model_options,
-    user_corpus,
-)
-
-#: metrics shown in the markdown tables, in order
-TABLE_METRICS = ("recall@1", "recall@5", "recall@10", "mrr@10", "ndcg@10", "map@20", "same_language@10", "queries")
+from babelrank.evaluation.datasets import EvalCorpus, head_queries, head_tatoeba
+from babelrank.evaluation.runner import EvalReport, evaluate
+from babelrank.evaluation.user_data import user_corpus
+from babelrank.query.rerank_loader import load_reranker
 
 
 def _languages(value: str) -> list[str]:
@@ -115,22 +106,31 @@ def _common(parser: argparse.ArgumentParser, compare: bool = False) -> None:
     o.add_argument("--no-progress", action="store_true", help="no progress bars")
     o.add_argument("--json", action="store_true", help="print one JSON object instead of a markdown table")
     o.add_argument("--output", type=Path, help="also write the JSON report to this file")
-    o.add_argument("-v", "--verbose", action="count", default=S, help="more logging (-vv: debug)")
-    o.add_argument("-q", "--quiet", action="store_true", default=S, help="no progress bars")
 
 
-def register(subparsers: Any) -> None:
-    """Add the `eval` and `compare` commands (benchmarks as sub-commands) to a CLI's subparsers."""
+def register(subparsers: Any, parents: Sequence[argparse.ArgumentParser] = ()) -> None:
+    """Add the `eval` and `compare` commands (benchmarks as sub-commands) to a CLI's subparsers.
+
+    Args:
+        subparsers: what ``ArgumentParser.add_subparsers`` returned.
+        parents: parsers whose options every eval and compare parser takes too (the main
+            CLI's ``-v``/``-q``).
+    """
+    parents = list(parents)
     parser = subparsers.add_parser(
         "eval",
+        parents=parents,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
         help="measure retrieval quality on benchmarks or your own judgements",
         description="Run a benchmark or your own judgements through the real pipeline (ingest, "
         "language detection, search, rerank) and report recall, MRR, nDCG, mAP, same-language "
         "share of the top 10 and latency, overall and per query language.",
     )
-    _benchmarks(parser, compare=False)
+    _benchmarks(parser, compare=False, parents=parents)
     parser = subparsers.add_parser(
         "compare",
+        parents=parents,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
         help="compare models, backends and rerankers on one benchmark, side by side",
         description="Run every combination of --model, --backend and --reranker through the real "
         "pipeline on the same benchmark data and print one table: quality metrics, ingest speed, "
@@ -139,15 +139,15 @@ def register(subparsers: Any) -> None:
         epilog="example:\n  babelrank compare xquad-r --data DIR --languages en,ru --model e5-small --model minilm "
         "--backend torch,onnx-int8 --reranker none --plot compare.png",
     )
-    _benchmarks(parser, compare=True)
+    _benchmarks(parser, compare=True, parents=parents)
 
 
-def _benchmarks(parser: argparse.ArgumentParser, compare: bool) -> None:
+def _benchmarks(parser: argparse.ArgumentParser, compare: bool, parents: list[argparse.ArgumentParser]) -> None:
     """The benchmark sub-commands of `eval` or `compare`."""
     sub = parser.add_subparsers(dest="benchmark", metavar="BENCHMARK", required=True)
 
     def add(name: str, handler: Callable[[argparse.Namespace], int], **kwargs: Any) -> argparse.ArgumentParser:
-        p = sub.add_parser(name, **kwargs)
+        p = sub.add_parser(name, parents=parents, **kwargs)
         p.set_defaults(func=_compare if compare else handler)
         return p
 
@@ -189,20 +189,14 @@ def _benchmarks(parser: argparse.ArgumentParser, compare: bool) -> None:
 
 def pipeline_settings(args: argparse.Namespace, **extra: Any) -> Settings:
     """Settings from the eval flags, then the main CLI's flags (--embed-model, --config, ...),
-    `BABELRANK_*` variables and defaults."""
-    overrides = {
-        "embed_model": getattr(args, "model", None),
-        "rerank_model": getattr(args, "reranker", None),
-        "expected_languages": args.expected_languages,
-        **({"backend": args.backend} if getattr(args, "backend", None) else {}),
-        **extra,
-    }
-    try:
-        from babelrank.apps.cli.main import settings_from_args
-    except ImportError:  # the main CLI is optional here
-        overrides.update(model_dir=getattr(args, "model_dir", None), device=getattr(args, "device", None))
-        return Settings.from_env(**overrides)
-    return settings_from_args(args, **overrides)
+    `BABELRANK_*` variables, the config file and defaults."""
+    return settings_from_args(args, embed_model=getattr(args, "model", None),
+                              rerank_model=getattr(args, "reranker", None), **extra)
+
+
+def _dedup_flag(value: str) -> bool | None:
+    """``--dedup`` as the runner takes it: ``default`` is the configured mode (`mode_flag`'s ``auto``)."""
+    return mode_flag("auto" if value == "default" else value)
 
 
 class _Pipeline:
@@ -214,12 +208,12 @@ class _Pipeline:
         self.args = args
         self.progress = False if args.no_progress or getattr(args, "quiet", False) else None
         self.settings = pipeline_settings(args, progress=self.progress)
-        self.neutral = {"on": True, "off": False, None: None}[args.neutral]
-        self.dedup = {"on": True, "off": False, "default": None}[args.dedup]
-        from babelrank.models.encoders import load_bi_encoder
+        self.neutral = mode_flag(args.neutral)
+        self.dedup = _dedup_flag(args.dedup)
+        from babelrank.models.bi_encoder import load_bi_encoder
 
         s = self.settings
-        self.encoder = load_bi_encoder(s.embed_model, **model_options(s))
+        self.encoder = load_bi_encoder(s.embed_model, **s.bi_encoder_options())
         self.reranker = load_reranker(s)
         self.rerank = self.reranker is not None
 
@@ -249,76 +243,9 @@ def _load(what: str, loader: Callable[[], EvalCorpus]) -> EvalCorpus:
         raise SourceError(f"{what}: {exc}") from None
 
 
-def _clean(value: Any) -> Any:
-    """JSON-safe copy: NaN/inf become null."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {k: _clean(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_clean(v) for v in value]
-    return value
-
-
-def _fmt(value: Any) -> str:
-    if value is None or (isinstance(value, float) and not math.isfinite(value)):
-        return "–"
-    if isinstance(value, float):
-        return f"{value:.4f}"
-    return str(value)
-
-
-def markdown_table(rows: dict[str, dict[str, Any]], columns: Sequence[str]) -> str:
-    """A markdown table: one row per key of `rows`, the given columns (missing ones left out)."""
-    cols = [c for c in columns if any(c in r for r in rows.values())]
-    lines = ["| | " + " | ".join(cols) + " |", "|---|" + "---:|" * len(cols)]
-    for name, r in rows.items():
-        lines.append(f"| {name} | " + " | ".join(_fmt(r.get(c)) for c in cols) + " |")
-    return "\n".join(lines)
-
-
-def _emit(args: argparse.Namespace, result: dict[str, Any], markdown: str) -> int:
-    result = _clean(result)
-    text = json.dumps(result, ensure_ascii=False, indent=2)
-    if args.output:
-        args.output.parent.mkdir(parents=True, exist_ok=True)
-        args.output.write_text(text + "\n", encoding="utf-8")
-    print(text if args.json else markdown)
-    return 0
-
-
-def _header(result: dict[str, Any]) -> str:
-    parts = [f"**{result.get('corpus') or result.get('benchmark')}**", f"model `{result['model']}`",
-             f"reranker `{result['reranker']}`", f"neutral {result['neutral']}"]
-    if "neutral_active" in result:
-        parts[-1] += " (active)" if result["neutral_active"] else " (inactive)"
-    return " · ".join(parts)
-
-
-def _spread_line(spread: dict[str, Any]) -> str:
-    return (f"{spread['metric']} across query languages: worst {spread['worst']} {spread['worst_value']:.3f}, "
-            f"best {spread['best']} {spread['best_value']:.3f}, worst/best {spread['worst_to_best']:.2f}")
-
-
-def _latency_line(latency: dict[str, dict[str, float]]) -> str:
-    return "latency ms (p50/p95): " + ", ".join(f"{s} {v['p50']:.1f}/{v['p95']:.1f}" for s, v in latency.items())
-
-
-def _report_output(args: argparse.Namespace, report: EvalReport) -> int:
+def _print_report(args: argparse.Namespace, report: EvalReport) -> int:
     result = report.as_dict()
-    rows = {**result["per_language"], "all": {k: v for k, v in result.items() if not isinstance(v, dict)}}
-    ingest = result["ingest"]
-    lines = [
-        _header(result),
-        "",
-        markdown_table(rows, TABLE_METRICS),
-        "",
-        *([_spread_line(result["language_spread"])] if "language_spread" in result else []),
-        _latency_line(result["latency_ms"]),
-        f"ingest: {ingest['documents']} documents, {ingest['chunks']} chunks, {ingest['chunks_embedded']} embedded"
-        + (f" ({ingest['chunks_per_s']} chunks/s)" if ingest.get("chunks_per_s") else ""),
-    ]
-    return _emit(args, result, "\n".join(lines))
+    return emit(result, report_text(result), as_json=args.json, path=args.output)
 
 
 # --- handlers -----------------------------------------------------------------------------
@@ -355,15 +282,15 @@ def _judgements_corpus(args: argparse.Namespace) -> EvalCorpus:
 
 
 def _xquad_r(args: argparse.Namespace) -> int:
-    return _report_output(args, _Pipeline(args).run(_xquad_r_corpus(args)))
+    return _print_report(args, _Pipeline(args).run(_xquad_r_corpus(args)))
 
 
 def _xquad(args: argparse.Namespace) -> int:
-    return _report_output(args, _Pipeline(args).run(_xquad_corpus(args)))
+    return _print_report(args, _Pipeline(args).run(_xquad_corpus(args)))
 
 
 def _judgements(args: argparse.Namespace) -> int:
-    return _report_output(args, _Pipeline(args).run(_judgements_corpus(args)))
+    return _print_report(args, _Pipeline(args).run(_judgements_corpus(args)))
 
 
 TATOEBA_KEYS = ("recall@5", "recall@10", "mrr@10", "ndcg@10", "same_language@10", "query_language_accuracy")
@@ -440,12 +367,12 @@ def _tatoeba_mixed(args: argparse.Namespace) -> int:
         "chunks_embedded": sum(r.ingest["chunks_embedded"] for _, *reports in runs for r in reports),
     }
     lines = [
-        _header(result) + " (means over languages in the last row)",
+        header(result) + " (means over languages in the last row)",
         "",
         markdown_table({**per_language, "mean": result}, ("accuracy@1", "accuracy@1_english_only", "recall@10",
                                                           "mrr@10", "same_language@10", "query_language_accuracy", "queries")),
     ]
-    return _emit(args, result, "\n".join(lines))
+    return emit(result, "\n".join(lines), as_json=args.json, path=args.output)
 
 
 # --- compare ------------------------------------------------------------------------------
@@ -484,8 +411,7 @@ def _compare(args: argparse.Namespace) -> int:
     corpora, summarise, metrics = _compare_plan(args)
     comparison = compare(
         corpora, settings, configs, metrics=metrics, benchmark=args.benchmark if len(corpora) > 1 else None,
-        summarise=summarise, neutral={"on": True, "off": False, None: None}[args.neutral],
-        dedup={"on": True, "off": False, "default": None}[args.dedup], k=args.k, progress=progress,
+        summarise=summarise, neutral=mode_flag(args.neutral), dedup=_dedup_flag(args.dedup), k=args.k, progress=progress,
         cache_dir=args.cache_dir, cache=not args.no_cache, top_k=args.top_k,
     )
     result = comparison.as_dict()
@@ -493,21 +419,5 @@ def _compare(args: argparse.Namespace) -> int:
     if args.plot:
         result["plot"] = str(plot_comparison(comparison, args.plot))
         markdown += f"\n\nplot: {result['plot']}"
-    return _emit(args, result, markdown)
+    return emit(result, markdown, as_json=args.json, path=args.output)
 
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """Stand-alone entry point (`python -m babelrank.apps.cli.evaluation eval ...`)."""
-    parser = argparse.ArgumentParser(prog="babelrank")
-    register(parser.add_subparsers(dest="command", required=True))
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    try:
-        return int(args.func(args))
-    except BabelrankError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-
-
-if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())
