@@ -12,7 +12,7 @@ from typing import Any, TypeVar
 
 from babelrank.apps.server.errors import ApiError
 from babelrank.config import ServerSettings, Settings
-from babelrank.errors import StoreLockedError
+from babelrank.errors import BabelrankError
 from babelrank.index import BabelIndex
 from babelrank.ingest.pipeline import IngestReport
 from babelrank.ingest.sources import SourceDocument
@@ -49,8 +49,8 @@ class Service:
         """Start the lanes, open the index (unless given one) and load every model once.
 
         Raises:
-            StoreLockedError: another process holds the embedded store (and whatever else
-                opening the index raises); the service is stopped again.
+            BabelrankError: e.g. another process holds the embedded store, or a model is
+                missing (logged in one line); the service is stopped again.
         """
         self.write_lock = asyncio.Lock()  # created inside the serving event loop
         self.lanes = {lane: ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"babelrank-{lane}") for lane in ("read", "write")}
@@ -60,7 +60,7 @@ class Service:
             # load the reranker and language-ID models now (once), not on the first queries
             await self.run(self.index.warm_up)
         except BaseException as exc:
-            if isinstance(exc, StoreLockedError):
+            if isinstance(exc, BabelrankError):  # a locked store, a missing model: say it in one line
                 logger.error("cannot start: %s", exc)
             await self.stop()
             raise
