@@ -14,7 +14,7 @@ from eval_cli_data import run_cli as _run
 from eval_cli_data import write_data
 
 from babelrank.errors import ConfigError, ModelNotFoundError, SourceError
-from babelrank.models.encoders import BiEncoder
+from babelrank.models.bi_encoder import BiEncoder
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
@@ -198,7 +198,7 @@ def test_errors(data: Path, common: list[str], two_models: list[str], tmp_path: 
 
 def test_through_the_main_cli(data: Path, tiny_models: dict[str, Path], tmp_path: Path,
                               capsys: pytest.CaptureFixture[str]) -> None:
-    main_cli = pytest.importorskip("babelrank.apps.cli.main")
+    main_cli = pytest.importorskip("babelrank.apps.cli")
     code = main_cli.main(["compare", "xquad-r", "--data", str(data / "xquad-r"), "--model", str(tiny_models["bi"]),
                           "--reranker", "none", "--device", "cpu", "--json", "-q", "--cache-dir", str(tmp_path)])
     captured = capsys.readouterr()

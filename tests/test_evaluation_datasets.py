@@ -187,7 +187,7 @@ def test_xquad_r_sentence_pool(squad_dir: Path):
     assert len(limited.documents) == 2 and list(limited.qrels) == ["qa:en"]
     # per-language breakdown of an oracle run: recall@1 is 1/2 (two relevant), map@20 is 1
     oracle = {q: sorted(rel) for q, rel in corpus.qrels.items()}
-    by_lang = evaluate_by_group(oracle, corpus.qrels, corpus.query_language, ks=(1,))
+    by_lang = evaluate_by_group(oracle, corpus.qrels, {q.id: q.language for q in corpus.queries}, ks=(1,))
     assert by_lang["de"]["recall@1"] == 0.5 and by_lang["de"]["map@20"] == 1.0
 
 

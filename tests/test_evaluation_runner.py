@@ -5,8 +5,11 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
+import numpy as np
 import pytest
 
 from babelrank import Settings
@@ -15,18 +18,18 @@ from babelrank.evaluation import (
     EvalCorpus,
     EvalDocument,
     EvalQuery,
-    compare_top1,
+    EvalReport,
     evaluate,
     load_queries,
     load_trec_qrels,
     load_user_judgements,
-    raw_nearest_neighbour_accuracy,
     tatoeba_mixed_pool,
     user_corpus,
     xquad_r_sentence_pool,
 )
-from babelrank.evaluation.runner import head_tatoeba, same_language_at_k, store_key
-from babelrank.models.encoders import load_bi_encoder
+from babelrank.evaluation.datasets import head_tatoeba
+from babelrank.evaluation.runner import same_language_at_k, store_key
+from babelrank.models.bi_encoder import BiEncoder, load_bi_encoder
 
 # float noise between differently padded batches; a top-1 disagreement on a wider margin is a loss
 NEAR_TIE = 1e-4
@@ -212,6 +215,65 @@ def test_same_language_at_k() -> None:
     assert same_language_at_k(run, {"q1": "en"}, langs, k=1) == {"q1": 1.0}
 
 
+# --- the reference: brute-force nearest neighbours -------------------------------------------
+
+
+def _mean(values: list[float]) -> float:
+    return float(np.mean(values)) if values else float("nan")
+
+
+def raw_nearest_neighbour_accuracy(
+    encoder: BiEncoder, corpus: EvalCorpus, batch_size: int = 32
+) -> dict[str, Any]:
+    """accuracy@1 of exact cosine nearest neighbours, with the model's prompts, no chunking.
+
+    Every document is embedded whole (`encode_documents`), every query with
+    `encode_queries`; each query's excluded documents are masked. Returns
+    `{"accuracy@1", "queries", "per_language": {lang: accuracy@1}, "top1": {query id: doc id},
+    "margin": {query id: score of the best minus the second-best document}}`.
+    For one-chunk documents (Tatoeba sentences) `evaluate(..., rerank=False, neutral=False)`
+    must reach the same accuracy@1: the pipeline (chunking, store, search) loses nothing.
+    `compare_top1` lists the queries where the two disagree; a disagreement on a query with a
+    margin of float noise (a near-tie; vectors from differently padded batches differ in the
+    last bits) is not a loss, one with a clear margin is.
+    """
+    ids = [d.id for d in corpus.documents]
+    position = {d: i for i, d in enumerate(ids)}
+    docs = encoder.encode_documents([d.text for d in corpus.documents], batch_size)
+    queries = encoder.encode_queries([q.text for q in corpus.queries], batch_size)
+    scores = queries @ docs.T
+    for qi, q in enumerate(corpus.queries):
+        for d in corpus.exclude.get(q.id, ()):
+            scores[qi, position[d]] = -np.inf
+    best = scores.argmax(axis=1)
+    top1 = {q.id: ids[int(best[qi])] for qi, q in enumerate(corpus.queries)}
+    two = np.sort(scores, axis=1)[:, -2:] if scores.shape[1] > 1 else np.hstack([scores, scores])
+    margin = {q.id: float(two[qi, 1] - two[qi, 0]) for qi, q in enumerate(corpus.queries)}
+    judged = [q for q in corpus.queries if corpus.qrels.get(q.id)]
+    hits = {q.id: float(top1[q.id] in corpus.qrels[q.id]) for q in judged}
+    per_language: dict[str, list[float]] = {}
+    for q in judged:
+        per_language.setdefault(q.language or "und", []).append(hits[q.id])
+    return {
+        "accuracy@1": _mean(list(hits.values())),
+        "queries": len(hits),
+        "per_language": {lang: _mean(v) for lang, v in sorted(per_language.items())},
+        "top1": top1,
+        "margin": margin,
+    }
+
+
+def compare_top1(raw: Mapping[str, Any], report: EvalReport) -> list[dict[str, Any]]:
+    """Queries whose pipeline top-1 document differs from the raw nearest neighbour, with the
+    raw margin of each (see `raw_nearest_neighbour_accuracy`)."""
+    out = []
+    for qid, doc in raw["top1"].items():
+        got = (report.run.get(qid) or [None])[0]
+        if got != doc:
+            out.append({"query": qid, "raw": doc, "pipeline": got, "raw_margin": raw["margin"][qid]})
+    return out
+
+
 def test_pipeline_equals_raw_nearest_neighbour_tiny(settings: Settings, tiny_encoder, tatoeba_dir: Path) -> None:
     corpus = tatoeba_mixed_pool(tatoeba_dir, "ukr")
     raw = raw_nearest_neighbour_accuracy(tiny_encoder, corpus)
@@ -310,6 +372,17 @@ def test_user_corpus_from_trec_qrels(user_docs: Path, tmp_path: Path) -> None:
         user_corpus([user_docs], queries=load_queries(tmp_path / "q.tsv"), qrels=load_trec_qrels(tmp_path / "qrels"))
     with pytest.raises(ConfigError):
         user_corpus([user_docs])
+
+
+def test_user_corpus_reads_the_given_text_field(tmp_path: Path) -> None:
+    docs = tmp_path / "records.jsonl"
+    docs.write_text("".join(json.dumps({"id": f"r{i}", "body": en}) + "\n" for i, (_, en) in enumerate(PAIRS[:3])),
+                    encoding="utf-8")
+    (tmp_path / "j.jsonl").write_text(json.dumps({"id": "a", "query": "kettle", "relevant": ["r2"]}) + "\n",
+                                      encoding="utf-8")
+    corpus = user_corpus([docs], judgements=load_user_judgements(tmp_path / "j.jsonl"), text_field="body")
+    assert [d.text for d in corpus.documents] == [en for _, en in PAIRS[:3]]
+    assert corpus.qrels == {"a": {f"{docs.resolve()}#r2"}}
 
 
 # --- real model and data (CI) ---------------------------------------------------------------

@@ -27,14 +27,8 @@ from babelrank.evaluation.metrics import (
     recall_at_k,
     reciprocal_rank,
 )
-from babelrank.evaluation.runner import (
-    EvalReport,
-    compare_top1,
-    default_cache_dir,
-    evaluate,
-    raw_nearest_neighbour_accuracy,
-    user_corpus,
-)
+from babelrank.evaluation.runner import EvalReport, default_cache_dir, evaluate
+from babelrank.evaluation.user_data import user_corpus
 
 __all__ = [
     "BitextPair",
@@ -44,7 +38,6 @@ __all__ = [
     "EvalReport",
     "Judgement",
     "available_tatoeba_languages",
-    "compare_top1",
     "average_precision_at_k",
     "default_cache_dir",
     "evaluate",
@@ -58,7 +51,6 @@ __all__ = [
     "load_user_judgements",
     "ndcg_at_k",
     "query_metrics",
-    "raw_nearest_neighbour_accuracy",
     "recall_at_k",
     "reciprocal_rank",
     "tatoeba_english_only",

@@ -20,29 +20,27 @@ import logging
 import math
 import sys
 import tempfile
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from babelrank.config import NO_RERANKER, Settings
-from babelrank.errors import ConfigError, ModelNotFoundError
+from babelrank.errors import ConfigError
 from babelrank.evaluation.datasets import EvalCorpus
-from babelrank.evaluation.metrics import latency_percentiles
 from babelrank.evaluation.runner import (
     STAGES,
     EvalReport,
     default_cache_dir,
     evaluate,
-    model_options,
+    latency_ms,
+    switch_name,
 )
-
-if TYPE_CHECKING:
-    from babelrank.query.rerank import CrossEncoderReranker
+from babelrank.query.rerank_loader import load_reranker
 
 logger = logging.getLogger(__name__)
 
-#: reranker names that switch rerank off
 PLOT_INSTALL = "pip install 'babelrank[plot]'"
 
 #: turns one configuration's reports (one per corpus, in corpus order) into
@@ -85,29 +83,6 @@ def configurations(models: Sequence[str], backends: Sequence[str], rerankers: Se
     checked = [check_backend(b) for b in backends] or ["torch"]
     combos = itertools.product(dict.fromkeys(models), dict.fromkeys(checked), dict.fromkeys(rerankers or ["none"]))
     return [Configuration(m, b, r) for m, b, r in combos]
-
-
-def load_reranker(settings: Settings) -> "CrossEncoderReranker | None":
-    """The cross-encoder named by `settings.rerank_model`; None for 'none', and for 'auto'
-    (with a warning) when the default reranker cannot be loaded."""
-    from babelrank.models.encoders import DEFAULT_RERANKER
-    from babelrank.query.rerank import CrossEncoderReranker
-
-    name = settings.rerank_model
-    if not reranks(name):
-        return None
-    options = model_options(settings)
-    options["model_dir"] = str(settings.model_dir) if settings.model_dir else None
-    try:
-        return CrossEncoderReranker(
-            DEFAULT_RERANKER if name == "auto" else name, top_n=settings.top_n, batch_size=settings.rerank_batch_size,
-            max_length=settings.rerank_max_length, **options,
-        )
-    except ModelNotFoundError as exc:
-        if name != "auto":
-            raise
-        logger.warning("evaluating without rerank: %s (pass --reranker none to silence)", exc)
-        return None
 
 
 def require_matplotlib() -> None:
@@ -203,8 +178,8 @@ class Comparison:
             "documents": self.documents,
             "queries": self.queries,
             "k": self.k,
-            "neutral": _mode(self.neutral),
-            "dedup": _mode(self.dedup),
+            "neutral": switch_name(self.neutral),
+            "dedup": switch_name(self.dedup),
             "metrics": list(self.metrics),
             "configurations": [r.as_dict() for r in self.results],
         }
@@ -229,7 +204,7 @@ class Comparison:
         """A header line and one markdown table, the configurations side by side."""
         header = " · ".join([
             f"**{self.benchmark}**", f"{self.documents} documents", f"{self.queries} queries",
-            f"neutral {_mode(self.neutral)}", f"dedup {_mode(self.dedup)}",
+            f"neutral {switch_name(self.neutral)}", f"dedup {switch_name(self.dedup)}",
         ])
         lines = [header, "", "| | " + " | ".join(r.label for r in self.results) + " |",
                  "|---|" + "---:|" * len(self.results)]
@@ -238,10 +213,6 @@ class Comparison:
             lines += ["", "ingest chunks/s of a configuration that embedded nothing now (0 in brackets) "
                       "is the rate measured when its cached store was built."]
         return "\n".join(lines)
-
-
-def _mode(value: bool | None) -> str:
-    return {True: "on", False: "off", None: "default"}[value]
 
 
 # --- running -------------------------------------------------------------------------------
@@ -276,13 +247,13 @@ def _latency(reports: Sequence[EvalReport]) -> dict[str, dict[str, float]]:
     for stage in (*STAGES, "total"):
         seconds = [t for r in reports for t in r.timings.get(stage, ())]
         if seconds:
-            out[stage] = {n: v * 1000 for n, v in latency_percentiles(seconds).items()}
+            out[stage] = latency_ms(seconds)
     return out
 
 
 def _check_models(configs: Sequence[Configuration], model_dir: Path | None) -> None:
     """Fail before any work when a model folder does not exist (`ModelNotFoundError`)."""
-    from babelrank.models.encoders import resolve_model
+    from babelrank.models.presets import resolve_model
 
     for name in dict.fromkeys([c.model for c in configs] + [c.reranker for c in configs if reranks(c.reranker)]):
         if name != "auto":
@@ -320,66 +291,23 @@ def compare(
         progress: progress bars (configurations, ingest, queries); None = when stderr is a terminal.
         cache_dir, cache: as for `evaluate`; with `cache=False` the stores live in a temporary
             folder for the duration of the comparison (so their size can still be measured).
+
+    Returns:
+        The comparison: one result per configuration, in the order of `configs`.
+
+    Raises:
+        ConfigError: no configuration, no corpus, or several corpora without `summarise`.
+        ModelNotFoundError: a model folder that does not exist (checked before any work).
     """
-    from tqdm.auto import tqdm
-
-    from babelrank.models.encoders import load_bi_encoder
-
-    if not configs:
-        raise ConfigError("nothing to compare: give at least one configuration")
-    if not corpora:
-        raise ConfigError("nothing to compare on: no corpus given")
-    if summarise is None:
-        if len(corpora) != 1:
-            raise ConfigError("comparing on several corpora needs a summarise function")
-        summarise = _single
+    summarise = _summariser(corpora, configs, summarise)
     _check_models(configs, settings.model_dir)
     show = sys.stderr.isatty() if progress is None else progress
-    tmp = None if cache else tempfile.TemporaryDirectory(prefix="babelrank-compare-")
-    root = Path(tmp.name) if tmp is not None else (Path(cache_dir).expanduser() if cache_dir else default_cache_dir())
-    results: list[ConfigurationResult] = []
-    encoder: Any = None
-    loaded: tuple[str, str] | None = None
-    try:
-        bar = tqdm(configs, desc="configurations", unit="config", disable=not show)
-        for config in bar:
-            bar.set_postfix_str(config.label)
-            s = settings.replace(embed_model=config.model, backend=config.backend, rerank_model=config.reranker)
-            if loaded != (config.model, config.backend):
-                encoder = None  # release the previous model before loading the next
-                encoder = load_bi_encoder(config.model, **model_options(s))
-                loaded = (config.model, config.backend)
-            reranker = None
-            reranker = load_reranker(s)
-            reports = [
-                evaluate(c, s, rerank=reranker is not None, neutral=neutral, dedup=dedup, k=k, progress=show,
-                         cache_dir=root, encoder=encoder, reranker=reranker, top_k=top_k)
-                for c in corpora
-            ]
-            run_metrics, per_language = summarise(reports)
-            stores = [r.store for r in reports if r.store]
-            results.append(ConfigurationResult(
-                configuration=config,
-                label=config.label,
-                model=reports[0].model,
-                reranker=reports[0].reranker or "none",
-                dimension=encoder.dimension,
-                metrics=run_metrics,
-                per_language=per_language,
-                latency_ms=_latency(reports),
-                ingest=_ingest(reports),
-                index_bytes=sum(disk_bytes(p) for p in dict.fromkeys(stores)),
-                stores=[] if tmp is not None else stores,
-            ))
-        bar.close()
-    finally:
-        if tmp is not None:
-            tmp.cleanup()
+    options = {"neutral": neutral, "dedup": dedup, "k": k, "top_k": top_k, "progress": show}
+    with _stores_root(cache, cache_dir) as root:
+        results = _run_configurations(corpora, settings, configs, summarise, root=root, keep_stores=cache,
+                                      options=options)
     _unique_labels(results)
-    chunks = {r.ingest["chunks"] for r in results}
-    if len(chunks) > 1:
-        logger.warning("the configurations cut the corpus into different numbers of chunks (%s): each model "
-                       "chunks with its own tokenizer", ", ".join(f"{r.label}: {r.ingest['chunks']}" for r in results))
+    _warn_on_chunk_counts(results)
     return Comparison(
         benchmark=benchmark or corpora[0].name,
         corpora=[c.name for c in corpora],
@@ -391,6 +319,97 @@ def compare(
         dedup=dedup,
         results=results,
     )
+
+
+def _summariser(corpora: Sequence[EvalCorpus], configs: Sequence[Configuration], summarise: Summarise | None) -> Summarise:
+    """`summarise`, or for a single corpus its run metrics (`ConfigError` when nothing is to be compared)."""
+    if not configs:
+        raise ConfigError("nothing to compare: give at least one configuration")
+    if not corpora:
+        raise ConfigError("nothing to compare on: no corpus given")
+    if summarise is None:
+        if len(corpora) != 1:
+            raise ConfigError("comparing on several corpora needs a summarise function")
+        return _single
+    return summarise
+
+
+@contextmanager
+def _stores_root(cache: bool, cache_dir: Path | str | None) -> Iterator[Path]:
+    """The folder of the compared stores: the eval cache, or with `cache=False` a temporary
+    folder, deleted afterwards."""
+    if cache:
+        yield Path(cache_dir).expanduser() if cache_dir else default_cache_dir()
+        return
+    with tempfile.TemporaryDirectory(prefix="babelrank-compare-") as tmp:
+        yield Path(tmp)
+
+
+def _run_configurations(
+    corpora: Sequence[EvalCorpus],
+    settings: Settings,
+    configs: Sequence[Configuration],
+    summarise: Summarise,
+    *,
+    root: Path,
+    keep_stores: bool,
+    options: dict[str, Any],
+) -> list[ConfigurationResult]:
+    """Evaluate each configuration on every corpus; consecutive configurations of one model and
+    backend share the loaded model, and one model is released before the next is loaded."""
+    from tqdm.auto import tqdm
+
+    from babelrank.models.bi_encoder import load_bi_encoder
+
+    results: list[ConfigurationResult] = []
+    encoder: Any = None
+    loaded: tuple[str, str] | None = None
+    bar = tqdm(configs, desc="configurations", unit="config", disable=not options["progress"])
+    for config in bar:
+        bar.set_postfix_str(config.label)
+        s = settings.replace(embed_model=config.model, backend=config.backend, rerank_model=config.reranker)
+        if loaded != (config.model, config.backend):
+            encoder = None  # release the previous model before loading the next
+            encoder = load_bi_encoder(config.model, **s.bi_encoder_options())
+            loaded = (config.model, config.backend)
+        reranker = None  # likewise the previous reranker
+        reranker = load_reranker(s)
+        reports = [
+            evaluate(c, s, rerank=reranker is not None, cache_dir=root, encoder=encoder, reranker=reranker, **options)
+            for c in corpora
+        ]
+        results.append(_result(config, reports, summarise, dimension=encoder.dimension, keep_stores=keep_stores))
+    bar.close()
+    return results
+
+
+def _result(
+    config: Configuration, reports: Sequence[EvalReport], summarise: Summarise, *, dimension: int, keep_stores: bool
+) -> ConfigurationResult:
+    """One configuration's result from its reports (one per corpus)."""
+    run_metrics, per_language = summarise(reports)
+    stores = [r.store for r in reports if r.store]
+    return ConfigurationResult(
+        configuration=config,
+        label=config.label,
+        model=reports[0].model,
+        reranker=reports[0].reranker or "none",
+        dimension=dimension,
+        metrics=run_metrics,
+        per_language=per_language,
+        latency_ms=_latency(reports),
+        ingest=_ingest(reports),
+        index_bytes=sum(disk_bytes(p) for p in dict.fromkeys(stores)),
+        stores=stores if keep_stores else [],
+    )
+
+
+def _warn_on_chunk_counts(results: Sequence[ConfigurationResult]) -> None:
+    """Warn when the configurations cut the corpora into different numbers of chunks."""
+    chunks = {r.ingest["chunks"] for r in results}
+    if len(chunks) > 1:
+        logger.warning("the configurations cut the corpus into different numbers of chunks (%s): each model "
+                       "chunks with its own tokenizer", ", ".join(f"{r.label}: {r.ingest['chunks']}" for r in results))
 
 
 def _unique_labels(results: Sequence[ConfigurationResult]) -> None:

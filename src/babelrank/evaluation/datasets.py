@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from babelrank.errors import SourceError
-from babelrank.models.language import normalize_language_code
+from babelrank.models.language import UNDETERMINED, normalize_language_code
 
 logger = logging.getLogger(__name__)
 
@@ -71,11 +71,6 @@ class EvalCorpus:
                 if unknown:
                     raise ValueError(f"{self.name}: {label}[{qid!r}] names unknown documents {unknown[:3]}")
 
-    @property
-    def query_language(self) -> dict[str, str | None]:
-        """Query id -> language, e.g. as `group_of` for `evaluate_by_group`."""
-        return {q.id: q.language for q in self.queries}
-
     def filter_run(self, run: Mapping[str, Sequence[str]]) -> dict[str, list[str]]:
         """The run without each query's excluded documents."""
         return {q: [d for d in ranked if d not in self.exclude.get(q, ())] for q, ranked in run.items()}
@@ -84,7 +79,7 @@ class EvalCorpus:
         """Number of documents and of queries per language ("und" for queries without one)."""
         return {
             "documents": dict(Counter(d.language for d in self.documents)),
-            "queries": dict(Counter(q.language or "und" for q in self.queries)),
+            "queries": dict(Counter(q.language or UNDETERMINED for q in self.queries)),
         }
 
 
@@ -120,6 +115,24 @@ def _report_defects(name: str, what: str, skipped: Sequence[str], total: int) ->
         more = f" (and {len(skipped) - 3} more)" if len(skipped) > 3 else ""
         logger.warning("%s: skipped %d of %d %s with defects, evaluating the rest: %s%s",
                        name, len(skipped), total, what, "; ".join(skipped[:3]), more)
+
+
+def head_queries(corpus: EvalCorpus, n: int) -> EvalCorpus:
+    """The first `n` queries per query language (documents unchanged)."""
+    seen: dict[str | None, int] = {}
+    queries = []
+    for q in corpus.queries:
+        if seen.get(q.language, 0) < n:
+            seen[q.language] = seen.get(q.language, 0) + 1
+            queries.append(q)
+    keep = {q.id for q in queries}
+    return EvalCorpus(
+        corpus.name,
+        list(corpus.documents),
+        queries,
+        {q: r for q, r in corpus.qrels.items() if q in keep},
+        {q: e for q, e in corpus.exclude.items() if q in keep},
+    )
 
 
 # --- Tatoeba -------------------------------------------------------------------------------
@@ -211,6 +224,20 @@ def tatoeba_mixed_pool(data_dir: str | Path, lang3: str) -> EvalCorpus:
 def tatoeba_english_only(data_dir: str | Path, lang3: str) -> EvalCorpus:
     """xx->en retrieval from the English side only (the classic LASER/LaBSE setting)."""
     return _tatoeba_corpus(data_dir, lang3, mixed=False)
+
+
+def head_tatoeba(corpus: EvalCorpus, n: int) -> EvalCorpus:
+    """The first `n` sentence pairs of a Tatoeba corpus (both sides of the pool)."""
+    documents = [d for d in corpus.documents if int(d.metadata.get("line", 0)) < n]
+    queries = [q for q in corpus.queries if int(q.id.rsplit(":", 1)[1]) < n]
+    keep = {q.id for q in queries}
+    return EvalCorpus(
+        corpus.name,
+        documents,
+        queries,
+        {q: r for q, r in corpus.qrels.items() if q in keep},
+        {q: e for q, e in corpus.exclude.items() if q in keep},
+    )
 
 
 # --- XQuAD / XQuAD-R ----------------------------------------------------------------------
