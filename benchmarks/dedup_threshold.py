@@ -161,7 +161,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--json", action="store_true", help="print the suggested threshold as JSON last")
     args = ap.parse_args(argv)
 
-    from babelrank.models.encoders import load_bi_encoder
+    from babelrank.models.bi_encoder import load_bi_encoder
 
     encoder = load_bi_encoder(args.model, device=args.device)
     langs = [x.strip() for x in args.langs.split(",") if x.strip()]

@@ -43,7 +43,7 @@ def build_model(tokenizer: Path, out: Path) -> Path:
 
 def worker(model: str, backend: str, cache: str) -> None:
     """Export (and load) the model in this process; print one JSON line."""
-    from babelrank.models.encoders import load_cross_encoder
+    from babelrank.models.cross_encoder import load_cross_encoder
 
     started = time.perf_counter()
     cross = load_cross_encoder(model, backend=backend, device="cpu", cache_dir=Path(cache))

@@ -29,7 +29,7 @@ from babelrank.query.neutral import (  # noqa: E402
     IDENTITY,
     NeutralScorer,
     apply_maps,
-    language_codes,
+    encode_languages,
 )
 from babelrank.store.calibration import DEFAULT_MIN_COUNT, LanguageCalibration  # noqa: E402
 
@@ -58,7 +58,7 @@ def method_scores(Q: np.ndarray, qlangs, P: np.ndarray, plangs, cal: LanguageCal
     `previous` scores with the method before the lean removal (for comparison).
     """
     sc = (PreviousScorer if previous else NeutralScorer)(cal)
-    codes, names = language_codes(plangs)
+    codes, names = encode_languages(plangs)
     S, C, all_maps = np.empty((len(Q), len(P))), np.empty((len(Q), len(P))), []
     for i in range(len(Q)):
         lang = qlangs[i] if qlangs is not None else None
@@ -77,7 +77,7 @@ def fixed_cos(Q, qlangs, P, plangs, mu: dict, s: float) -> np.ndarray:
 
 
 def extra_queries(raw: np.ndarray, neutral: np.ndarray, maps: list[dict], plangs, k: int, fetch: int) -> np.ndarray:
-    """Per query: the per-language queries `BabelIndex.search_vectors` adds to its first one.
+    """Per query: the per-language queries `babelrank.query.search.Searcher.search` adds to its first one.
 
     First query: the raw top `fetch`. A language L needs its own query when its unseen chunks
     could still reach the neutral top-k: map_L(lowest fetched raw score) > k-th neutral score

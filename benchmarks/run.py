@@ -158,7 +158,7 @@ def worker_quality(cfg: dict[str, Any]) -> dict[str, Any]:
     """Raw encode throughput (chunks, short sentences) and retrieval quality of one model/backend."""
     from babelrank.evaluation.datasets import xquad_r_sentence_pool
     from babelrank.evaluation.metrics import average_precision_at_k
-    from babelrank.models.encoders import load_bi_encoder
+    from babelrank.models.bi_encoder import load_bi_encoder
 
     data = Path(cfg["data"])
     t0 = time.perf_counter()
@@ -203,7 +203,7 @@ def _layers(model: str) -> int | None:
 def worker_babelrank(cfg: dict[str, Any]) -> dict[str, Any]:
     """babelrank ingest vs raw encode of the same chunks, then query latency by stage."""
     from babelrank import BabelIndex
-    from babelrank.models.encoders import load_bi_encoder
+    from babelrank.models.bi_encoder import load_bi_encoder
 
     backend = cfg["backend"]
     store = Path(cfg["workdir"]) / f"babelrank-{backend}"
@@ -273,7 +273,7 @@ def worker_babelrank(cfg: dict[str, Any]) -> dict[str, Any]:
         for k in ("embed", "search", "rerank"):
             stages[k].append(r.timings[k])
         pairs.append(len(index.search(q, rerank=False, top_n=50).nodes))  # what rerank got: k=50 after dedup
-        hits = index.search_vectors(encoder.encode_queries([q])[0], r.query_language, 50, None, index.neutral_scorer())
+        hits = index.searcher.search(encoder.encode_queries([q])[0], r.query_language, 50, None, index.neutral_scorer())
         texts = [h.text for h in hits]
         rerank_texts.append((q, texts))
         t = time.perf_counter()
@@ -359,7 +359,8 @@ def worker_llamaindex(cfg: dict[str, Any]) -> dict[str, Any]:
 
 def worker_prepare(cfg: dict[str, Any]) -> dict[str, Any]:
     """Export (once, cached) every model for a backend, so that measured runs load from the cache."""
-    from babelrank.models.encoders import load_bi_encoder, load_cross_encoder
+    from babelrank.models.bi_encoder import load_bi_encoder
+    from babelrank.models.cross_encoder import load_cross_encoder
 
     t0 = time.perf_counter()
     for model in cfg["bi"]:

@@ -29,7 +29,8 @@ from llama_index.core.llms import MockLLM
 from llama_index.core.node_parser import SentenceSplitter
 
 from babelrank import CrossEncoderReranker, Settings
-from babelrank.models.encoders import DEFAULT_RERANKER, BiEncoder, load_bi_encoder
+from babelrank.models.bi_encoder import BiEncoder, load_bi_encoder
+from babelrank.models.presets import DEFAULT_RERANKER
 
 DATA = Path(__file__).resolve().parent / "data"
 QUESTIONS = ["Where can I drink hot coffee at the station?", "Що стоїть біля вікна на кухні?"]

@@ -12,7 +12,8 @@ from tiny_models import build_bi_encoder, build_raw_bert
 from babelrank.config import Settings
 from babelrank.errors import ConfigError
 from babelrank.models import onnx as backends
-from babelrank.models.encoders import load_bi_encoder, load_cross_encoder
+from babelrank.models.bi_encoder import load_bi_encoder
+from babelrank.models.cross_encoder import load_cross_encoder
 
 pytest.importorskip("onnxruntime")
 pytest.importorskip("onnx")
@@ -179,7 +180,7 @@ def test_export_is_cached(tiny_models: dict[str, Path], cache: Path, monkeypatch
         raise AssertionError("exported again")
 
     monkeypatch.setattr(backends, "export_bi_encoder", boom)
-    monkeypatch.setattr("babelrank.models.encoders._load", boom)  # not even the torch weights are loaded
+    monkeypatch.setattr("babelrank.models.bi_encoder.load_model", boom)  # not even the torch weights are loaded
     caplog.clear()
     with caplog.at_level(logging.WARNING, logger="babelrank.models.onnx"):
         again = load_bi_encoder(str(tiny_models["bi"]), backend="onnx-int8").encode_documents(TEXTS)
@@ -296,7 +297,7 @@ def test_auto_backend_runs_both_models_in_onnx_int8_on_cpu(tiny_models: dict[str
 def test_prepare_cross_encoder_exports_before_the_first_query(
     tiny_models: dict[str, Path], cache: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
-    from babelrank.models.encoders import prepare_cross_encoder
+    from babelrank.models.cross_encoder import prepare_cross_encoder
 
     assert prepare_cross_encoder(str(tiny_models["cross"]), backend="torch") == "torch"
     assert not cache.exists()  # torch needs no export
@@ -310,7 +311,7 @@ def test_prepare_cross_encoder_exports_before_the_first_query(
         raise AssertionError("exported or loaded torch weights again")
 
     monkeypatch.setattr(backends, "export_cross_encoder", boom)
-    monkeypatch.setattr("babelrank.models.encoders._load", boom)
+    monkeypatch.setattr("babelrank.models.cross_encoder.load_model", boom)
     assert prepare_cross_encoder(str(tiny_models["cross"]), backend="auto", device="cpu") == "onnx-int8"
     cross = load_cross_encoder(str(tiny_models["cross"]), backend="auto", device="cpu")
     assert cross.logits(QUERY, TEXTS).shape == (len(TEXTS),)
@@ -324,10 +325,11 @@ def test_export_frees_the_torch_model_before_fusing_and_quantizing(
     import gc
     import weakref
 
-    from babelrank.models import encoders as models
+    from babelrank.models import bi_encoder, cross_encoder
 
+    models = bi_encoder if kind == "bi" else cross_encoder
     alive: list[weakref.ref] = []
-    load = models._load
+    load = models.load_model
 
     def tracked(*args: object, **kwargs: object) -> tuple:
         loaded = load(*args, **kwargs)
@@ -341,7 +343,7 @@ def test_export_frees_the_torch_model_before_fusing_and_quantizing(
         assert alive and all(ref() is None for ref in alive), "the torch model is still in memory"
         return fuse(*args, **kwargs)
 
-    monkeypatch.setattr(models, "_load", tracked)
+    monkeypatch.setattr(models, "load_model", tracked)
     monkeypatch.setattr(backends, "_optimize_and_quantize", checked)
     loader = load_bi_encoder if kind == "bi" else load_cross_encoder
     path = str(tiny_models["bi_plain" if kind == "bi" else "cross"])

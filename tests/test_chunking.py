@@ -3,7 +3,7 @@ from pathlib import Path
 import pytest
 
 from babelrank.ingest.chunking import TokenChunker
-from babelrank.models.encoders import load_bi_encoder
+from babelrank.models.bi_encoder import load_bi_encoder
 
 TEXT = (
     "Червоний автомобіль стоїть біля будинку. Сусіди кажуть, що власник поїхав. "

@@ -17,12 +17,8 @@ from test_index import _same, _scratch, _texts
 from test_server import chroma_server  # noqa: F401  (a real `chroma run` on a free local port)
 
 from babelrank.store.calibration import LanguageCalibration
-from babelrank.store.chroma import (
-    CALIBRATION_KEY,
-    META_LOCK_LEASE,
-    META_LOCK_SUFFIX,
-    ChromaStore,
-)
+from babelrank.store.chroma import CALIBRATION_KEY, ChromaStore
+from babelrank.store.lock import META_LOCK_LEASE, META_LOCK_SUFFIX
 
 WRITER = """
 import sys
@@ -105,7 +101,7 @@ def test_interleaved_writers_lose_no_update(two_writers) -> None:
     saved = _saved(a)
     _same(LanguageCalibration.from_dict(saved["calibration"]), _scratch(a))
     assert saved["pending"] == {} and saved["exact"] is True
-    assert sum(b.calibration.calibration.counts.values()) == a.store.count() == 30 + 6 - 1
+    assert sum(b.calibration.latest.counts.values()) == a.store.count() == 30 + 6 - 1
 
 
 def test_a_write_left_pending_is_recalibrated_after_its_lease(make_index, chroma_server) -> None:  # noqa: F811
@@ -120,9 +116,9 @@ def test_a_write_left_pending_is_recalibrated_after_its_lease(make_index, chroma
         index.store.set_meta(CALIBRATION_KEY, saved)
         _write(index, [f"half{age}-0", f"half{age}-1"], vectors, ["uk", "en"])
         other = make_index(collection="leased", chroma_host=host, chroma_port=port)
-        assert sum(other.calibration.calibration.counts.values()) == index.store.count() - (0 if rebuilt else 2)
+        assert sum(other.calibration.latest.counts.values()) == index.store.count() - (0 if rebuilt else 2)
         assert (_saved(other)["pending"] == {}) is rebuilt
-    _same(other.calibration.calibration, _scratch(other))
+    _same(other.calibration.latest, _scratch(other))
 
 
 def test_writes_wait_for_a_rebuild_and_a_rebuild_for_writes(make_index, monkeypatch) -> None:

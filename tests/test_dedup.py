@@ -10,7 +10,7 @@ from llama_index.core.schema import MetadataMode
 
 from babelrank.config import Settings
 from babelrank.errors import ConfigError
-from babelrank.models.encoders import BiEncoder, load_bi_encoder
+from babelrank.models.bi_encoder import BiEncoder, load_bi_encoder
 from babelrank.query.dedup import (
     FALLBACK_THRESHOLD,
     alternates,

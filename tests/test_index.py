@@ -75,7 +75,7 @@ def test_a_write_killed_half_way_is_recalibrated_on_open(make_index, tiny_models
     assert killed.returncode == 9, killed.stderr[-3000:]
     reopened = make_index(collection="dirty-one")
     assert reopened.store.count() == 22
-    _same(reopened.calibration.calibration, _scratch(reopened))
+    _same(reopened.calibration.latest, _scratch(reopened))
     saved = reopened.store.get_meta(CALIBRATION_KEY)
     assert saved["pending"] == {} and saved["exact"] is True
 
@@ -106,14 +106,14 @@ def test_a_calibration_in_an_older_format_is_rebuilt_on_open(make_index) -> None
     index = make_index(collection="old-format")
     texts, ids = _texts(25)
     index.ingest_texts(texts, ids=ids)
-    good = index.calibration.calibration
+    good = index.calibration.latest
     saved = index.store.get_meta(CALIBRATION_KEY)
     for entry in saved["calibration"]["chunks"].values():
         del entry["sum_sq"]  # as written before per-language spreads were kept
     index.store.set_meta(CALIBRATION_KEY, saved)
     index.close()
     reopened = make_index(collection="old-format")
-    _same(reopened.calibration.calibration, good)
+    _same(reopened.calibration.latest, good)
     assert all("sum_sq" in e for e in reopened.store.get_meta(CALIBRATION_KEY)["calibration"]["chunks"].values())
 
 
@@ -131,15 +131,15 @@ def test_neutral_search_is_exact_against_brute_force(make_index, scan_mb) -> Non
         q = index.encoder.encode_queries([query])[0]
         lang = index.detector.detect(query).language
         exact = scorer.rescore(q, lang, vectors, languages)
-        got = index.search_vectors(q, lang, 10, None, scorer)
+        got = index.searcher.search(q, lang, 10, None, scorer)
         assert [h.score for h in got] == pytest.approx(sorted(exact, reverse=True)[:10], abs=1e-5)
         by_id = dict(zip(res["ids"], exact))
         assert all(h.score == pytest.approx(by_id[h.id], abs=1e-5) for h in got)
-        only_uk = index.search_vectors(q, lang, 10, {"language": {"$in": ["uk"]}}, scorer)
+        only_uk = index.searcher.search(q, lang, 10, {"language": {"$in": ["uk"]}}, scorer)
         uk = sorted((s for s, x in zip(exact, languages) if x == "uk"), reverse=True)[:10]
         assert [h.score for h in only_uk] == pytest.approx(uk, abs=1e-5)
         assert {h.metadata["language"] for h in only_uk} == {"uk"}
-    assert (index.store._mirror is not None) == (scan_mb > 0)
+    assert index.store.mirror.loaded == (scan_mb > 0)
 
 
 LANGUAGE_WHERES = [  # every form Chroma accepts for a field, and combinations
@@ -168,7 +168,7 @@ def test_neutral_search_takes_every_language_where(make_index, scan_mb) -> None:
     q = index.encoder.encode_queries(["червоний автомобіль"])[0]
     exact = scorer.rescore(q, "uk", vectors, languages)
     for where, wanted in LANGUAGE_WHERES:
-        got = index.search_vectors(q, "uk", 10, where, scorer)
+        got = index.searcher.search(q, "uk", 10, where, scorer)
         want = sorted((s for s, lang in zip(exact, languages) if lang in wanted), reverse=True)[:10]
         assert [h.score for h in got] == pytest.approx(want, abs=1e-5), where
         assert got and {h.metadata["language"] for h in got} <= wanted, where
@@ -203,9 +203,9 @@ def test_neutral_search_adds_a_language_query_only_when_its_bound_requires(make_
     real_nearest = index.store.nearest
     monkeypatch.setattr(index.store, "nearest", lambda *a, **kw: calls.append(a) or real_nearest(*a, **kw))
     q = index.encoder.encode_queries(["the kettle boils"])[0]
-    monkeypatch.setattr("babelrank.index.NEUTRAL_OVERFETCH", 4)  # first query: 60 of the 72 chunks
-    monkeypatch.setattr("babelrank.index.NEUTRAL_MIN_FETCH", 1)
-    got = index.search_vectors(q, "en", 15, None, _FixedLifts(lifts))
+    monkeypatch.setattr("babelrank.query.search.NEUTRAL_OVERFETCH", 4)  # first query: 60 of the 72 chunks
+    monkeypatch.setattr("babelrank.query.search.NEUTRAL_MIN_FETCH", 1)
+    got = index.searcher.search(q, "en", 15, None, _FixedLifts(lifts))
     unit = q / np.linalg.norm(q)
     exact = sorted((float(v @ unit) + lifts[lang] for v, lang in zip(vectors, languages)), reverse=True)[:15]
     assert [h.score for h in got] == pytest.approx(exact, abs=1e-4)
@@ -255,9 +255,9 @@ def test_warm_up_loads_the_reranker_and_the_language_models(make_index, monkeypa
     index = make_index()
     calls: list[int] = []
     monkeypatch.setattr(index.detector, "warm_up", lambda: calls.append(1))
-    assert not index._reranker_loaded
+    assert not index.rerankers.loaded
     index.warm_up()
-    assert index._reranker_loaded and index.reranker() is not None and calls == [1]
+    assert index.rerankers.loaded and index.reranker() is not None and calls == [1]
 
 
 def _flock(path: Path) -> int:

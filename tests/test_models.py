@@ -4,7 +4,9 @@ import numpy as np
 import pytest
 
 from babelrank import ModelNotFoundError
-from babelrank.models.encoders import load_bi_encoder, load_cross_encoder, resolve_model
+from babelrank.models.bi_encoder import load_bi_encoder
+from babelrank.models.cross_encoder import load_cross_encoder
+from babelrank.models.presets import resolve_model
 
 
 def test_hub_id_is_found_in_model_dir_by_name_or_variant(tmp_path: Path) -> None:
@@ -90,7 +92,7 @@ def test_short_context_model_gets_chunks_that_fit(tmp_path: Path, make_index) ->
 
 
 def test_multilingual_reranker_presets() -> None:
-    from babelrank.models.encoders import PRESETS
+    from babelrank.models.presets import PRESETS
 
     hub_ids = {name: (p.hub_id, p.kind, p.trust_remote_code) for name, p in PRESETS.items() if p.kind == "cross"}
     assert hub_ids["bge-reranker-v2-m3"] == ("BAAI/bge-reranker-v2-m3", "cross", False)
@@ -156,7 +158,7 @@ def test_fifo_lock_serves_a_waiting_thread_before_the_one_that_released_it() -> 
     import threading
     import time
 
-    from babelrank.models.encoders import FifoLock
+    from babelrank.models.bi_encoder import FifoLock
 
     lock, order = FifoLock(), []
 

@@ -203,7 +203,7 @@ def test_real_e5_tatoeba_mixed_pool_gains_at_least_15_points(lang3, e5_path, rea
     from babelrank.config import Settings
     from babelrank.evaluation.datasets import tatoeba_mixed_pool
     from babelrank.evaluation.runner import evaluate
-    from babelrank.models.encoders import load_bi_encoder
+    from babelrank.models.bi_encoder import load_bi_encoder
 
     corpus = tatoeba_mixed_pool(real_data_dir / "tatoeba", lang3)
     settings = Settings(embed_model=str(e5_path), rerank_model="none", device="cpu", progress=False)

@@ -7,6 +7,7 @@ from typing import Any
 import pytest
 
 import babelrank.index as index_module
+import babelrank.query.rerank_loader as rerank_loader
 from babelrank.errors import ModelNotFoundError
 
 
@@ -18,7 +19,7 @@ def exports(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, dict[str, Any]]]
         calls.append((name, kwargs))
         return kwargs["backend"]
 
-    monkeypatch.setattr(index_module, "prepare_cross_encoder", record)
+    monkeypatch.setattr(rerank_loader, "prepare_cross_encoder", record)
     return calls
 
 
@@ -42,7 +43,7 @@ def test_auto_without_the_default_reranker_warns_once(make_index, monkeypatch, c
     def missing(name: str, **kwargs: Any) -> str:
         raise ModelNotFoundError(f"{name} is not here")
 
-    monkeypatch.setattr(index_module, "prepare_cross_encoder", missing)
+    monkeypatch.setattr(rerank_loader, "prepare_cross_encoder", missing)
     index = make_index(rerank_model="auto")
     index.ingest_texts(["Червоний автомобіль."])
     assert index.reranker() is None and index.query("автомобіль")  # answers without rerank
@@ -53,7 +54,7 @@ def test_a_named_reranker_that_is_missing_is_an_error_at_ingest(make_index, monk
     def missing(name: str, **kwargs: Any) -> str:
         raise ModelNotFoundError(f"{name} is not here")
 
-    monkeypatch.setattr(index_module, "prepare_cross_encoder", missing)
+    monkeypatch.setattr(rerank_loader, "prepare_cross_encoder", missing)
     with pytest.raises(ModelNotFoundError):
         make_index(rerank_model="/nowhere/cross-encoder").ingest_texts(["Червоний автомобіль."])
 

@@ -10,7 +10,7 @@ from babelrank.query.rerank import sigmoid
 
 @pytest.fixture(scope="module")
 def reranker(tiny_models: dict[str, Path]) -> CrossEncoderReranker:
-    return CrossEncoderReranker(str(tiny_models["cross"]), top_n=2, batch_size=2, device="cpu")
+    return CrossEncoderReranker(str(tiny_models["cross"]), top_n=2, batch_size=2, device="cpu", backend="torch")
 
 
 def _nodes(texts: list[str]) -> list[NodeWithScore]:

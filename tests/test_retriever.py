@@ -4,7 +4,7 @@ import pytest
 from llama_index.core.llms import MockLLM
 from llama_index.core.query_engine import RetrieverQueryEngine
 
-from babelrank.query.retriever import build_where
+from babelrank.query.filters import build_where
 
 DOCS = {
     "uk-car": "Червоний автомобіль стоїть біля будинку на вулиці.",

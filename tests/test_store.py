@@ -64,11 +64,11 @@ def test_scan_is_exact_follows_writes_and_respects_its_budget(tmp_path: Path) ->
         return sorted(s, key=s.get, reverse=True)[:k]
 
     with ChromaStore("test-col", FP, path=tmp_path) as store:
-        assert store.scan(q, 5, score, 10**6) is None  # empty
+        assert store.mirror.scan(q, 5, score, 10**6) is None  # empty
         store.upsert(ids, vecs, ids, [{"doc_id": "d", "language": x} for x in langs])
-        assert store.scan(q, 5, score, 40 * 3 - 1) is None and store._mirror is None  # over budget
+        assert store.mirror.scan(q, 5, score, 40 * 3 - 1) is None and not store.mirror.loaded  # over budget
         live = {cid: (v, lang) for cid, v, lang in zip(ids, vecs, langs)}
-        got, scores = store.scan(q, 7, score, 10**6)
+        got, scores = store.mirror.scan(q, 7, score, 10**6)
         assert got == expected(live, 7)
         assert scores == pytest.approx([float(live[c][0] @ q) + (0.3 if live[c][1] == "uk" else 0) for c in got], abs=1e-5)
         store.delete_ids(["c3", got[0], "missing"])  # swap-removal inside the copy
@@ -78,12 +78,12 @@ def test_scan_is_exact_follows_writes_and_respects_its_budget(tmp_path: Path) ->
             live.pop(cid)
         unit = new / np.linalg.norm(new, axis=1, keepdims=True)
         live.update({"c5": (unit[0], "en"), "n1": (unit[1], "de"), "n2": (unit[2], "uk")})
-        got = store.scan(q, 40, _by_language({"en": 0.0, "uk": 0.3, "de": 0.0}), 10**6)[0]
+        got = store.mirror.scan(q, 40, _by_language({"en": 0.0, "uk": 0.3, "de": 0.0}), 10**6)[0]
         assert sorted(got) == sorted(live) and got == expected(live, 40)
-        assert "n1" not in store.scan(q, 40, score, 10**6)[0]  # -inf: language left out
-        assert store.scan(q, 5, score, 10) is None and store._mirror is None  # grew over the budget: dropped
+        assert "n1" not in store.mirror.scan(q, 40, score, 10**6)[0]  # -inf: language left out
+        assert store.mirror.scan(q, 5, score, 10) is None and not store.mirror.loaded  # grew over the budget: dropped
     with ChromaStore("test-col", FP, path=tmp_path) as fresh:  # a fresh copy from Chroma agrees
-        assert fresh.scan(q, 40, _by_language({"en": 0.0, "uk": 0.3, "de": 0.0}), 10**6)[0] == got
+        assert fresh.mirror.scan(q, 40, _by_language({"en": 0.0, "uk": 0.3, "de": 0.0}), 10**6)[0] == got
 
 
 def test_scan_can_read_its_copy_in_the_background(tmp_path: Path) -> None:
@@ -100,28 +100,28 @@ def test_scan_can_read_its_copy_in_the_background(tmp_path: Path) -> None:
             yield from real_iter(*args, **kwargs)
 
         store.iter_all = iter_with_a_write
-        store._build_mirror(3, 100)
-        assert store._mirror is None  # read across a write: discarded
+        store.mirror.load(3, 100)
+        assert not store.mirror.loaded  # read across a write: discarded
         store.iter_all = real_iter
-        first = store.scan(q, 2, score, 100, wait=False)  # starts the reader, answers at once
+        first = store.mirror.scan(q, 2, score, 100, wait=False)  # starts the reader, answers at once
         deadline = time.monotonic() + 20
-        while store._mirror is None and time.monotonic() < deadline:
+        while not store.mirror.loaded and time.monotonic() < deadline:
             time.sleep(0.01)
         assert first is None or first[0] == ["a", "e"]
-        assert store.scan(q, 2, score, 100, wait=False)[0] == ["a", "e"]
+        assert store.mirror.scan(q, 2, score, 100, wait=False)[0] == ["a", "e"]
 
 
 def test_reload_keeps_the_caches_unless_the_collection_metadata_changed(tmp_path: Path) -> None:
     with ChromaStore("test-col", FP, path=tmp_path) as store:
         store.upsert(["a", "b"], np.eye(3, dtype=np.float32)[:2], ["x", "y"], [{"doc_id": "d", "language": "en"}] * 2)
-        store.scan(np.ones(3, np.float32), 2, _by_language({"en": 0.0}), 100)
+        store.mirror.scan(np.ones(3, np.float32), 2, _by_language({"en": 0.0}), 100)
         store.languages(["a"])
         store.reload()
-        assert store._mirror is not None and store._languages
+        assert store.mirror.loaded and store._languages
         other = store.client.get_collection("test-col")  # as another process would write it
         other.modify(metadata={**(other.metadata or {}), "babelrank:calibration": "{}"})
         store.reload()
-        assert store._mirror is None and not store._languages
+        assert not store.mirror.loaded and not store._languages
 
 
 def test_other_model_is_refused(tmp_path: Path) -> None:

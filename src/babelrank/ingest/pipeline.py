@@ -19,7 +19,7 @@ from tqdm.auto import tqdm
 
 from babelrank.ingest.chunking import Chunk, TokenChunker
 from babelrank.ingest.sources import Skipped, SourceDocument
-from babelrank.models.encoders import BiEncoder
+from babelrank.models.bi_encoder import BiEncoder
 from babelrank.models.language import Detection, LanguageDetector
 from babelrank.schema import chunk_id, user_key
 from babelrank.store.chroma import ChromaStore

@@ -104,7 +104,7 @@ def normalize_language_code(code: str) -> str:
     return _ALIASES.get(resolved, resolved)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.lru_cache(maxsize=None)  # a pure function of the code: cached for the process
 def _resolve_code(base: str) -> str | None:
     from iso639 import Lang
     from iso639.exceptions import DeprecatedLanguageValue, InvalidLanguageValue
@@ -194,7 +194,7 @@ def _script_of(ch: str) -> str | None:
     return None
 
 
-_SCRIPT_CACHE: dict[str, str | None] = {}
+_SCRIPT_CACHE: dict[str, str | None] = {}  # character -> script: a pure function's results, shared by the process
 
 
 def _letter_scripts(text: str) -> tuple[Counter[str], Counter[str]]:
@@ -273,7 +273,7 @@ _FUNCTION_WORDS: dict[str, str] = {
           "here don't doesn't didn't isn't aren't wasn't won't can't i'm it's you're we're "
           "they're that's there's i've i'll i'd you'll he's she's let's what's",
 }
-_WORD_LANGS: dict[str, frozenset[str]] = {}
+_WORD_LANGS: dict[str, frozenset[str]] = {}  # function word -> its languages (built once from _FUNCTION_WORDS)
 for _lang, _words in _FUNCTION_WORDS.items():
     for _w in _words.split():
         _WORD_LANGS[_w] = _WORD_LANGS.get(_w, frozenset()) | {_lang}
@@ -308,7 +308,7 @@ def _lexical_hits(text: str, candidates: frozenset[str]) -> Counter[str]:
 # --------------------------------------------------------------------------- models
 
 _LANGDETECT_TO_ISO = {"zh-cn": "zh", "zh-tw": "zh"}
-_LOCK = threading.Lock()
+_LOCK = threading.Lock()  # process-wide: guards the lazy loading of the detectors' shared, read-only models
 
 
 _TWO_CAPS = re.compile(r"[A-ZÀ-ÖØ-ÞА-ЯЁЇІЄҐЎΑ-Ω]{2}")  # two capitals in a row: an acronym

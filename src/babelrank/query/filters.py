@@ -1,4 +1,9 @@
-"""Metadata filters: the one check of a Chroma ``where`` before it reaches the store.
+"""Metadata filters (Chroma ``where``): checked, built and read here only.
+
+`validate_where` checks a user's filter, `build_where` joins it with a language list into the
+filter the store gets, and `language_filter` reads a filter back as a test of a chunk's
+language (so neutral search can apply a language-only filter to its in-memory scan exactly as
+Chroma would).
 
 The CLI (``--where``) and the HTTP API (``"where"``) both call `validate_where`, so a malformed
 filter is refused with the same message everywhere (exit code 2, HTTP 422) instead of failing
@@ -16,7 +21,7 @@ which must match (babelrank joins them with ``$and``)::
 from __future__ import annotations
 
 import json
-from typing import Any, Mapping, NoReturn
+from typing import Any, Callable, Mapping, NoReturn, Sequence
 
 from babelrank.errors import FilterError
 
@@ -124,3 +129,68 @@ def _show(value: Any) -> str:
         return json.dumps(value, ensure_ascii=False)
     except (TypeError, ValueError):
         return repr(value)
+
+
+def build_where(languages: Sequence[str] | None, where: Mapping[str, Any] | None) -> dict[str, Any] | None:
+    """The Chroma `where` filter of a query: its languages and its metadata filter, all to match.
+
+    Args:
+        languages: chunk languages to keep (any of them); None or empty keeps all.
+        where: a metadata filter (see `validate_where`); several top-level fields are joined
+            with ``$and``.
+
+    Returns:
+        One filter, or None when there is nothing to filter on.
+    """
+    clauses: list[dict[str, Any]] = []
+    if languages:
+        clauses.append({"language": {"$in": list(languages)}})
+    if where and any(k.startswith("$") for k in where):
+        clauses.append(dict(where))
+    elif where:
+        clauses.extend({k: v} for k, v in where.items())
+    if not clauses:
+        return None
+    return clauses[0] if len(clauses) == 1 else {"$and": clauses}
+
+
+_LANGUAGE_TESTS: dict[str, Callable[[str, Any], bool]] = {
+    "$eq": lambda lang, v: lang == v,
+    "$ne": lambda lang, v: lang != v,
+    "$in": lambda lang, v: lang in v,
+    "$nin": lambda lang, v: lang not in v,
+}
+
+
+def language_filter(where: Mapping[str, Any]) -> Callable[[str], bool] | None:
+    """A test of a chunk's language tag equivalent to `where`, when `where` constrains nothing
+    but the `language` key; None when it constrains anything else.
+
+    Covers every form Chroma accepts for a field (`{"language": "ru"}`, `$eq`, `$ne`, `$in`,
+    `$nin`) and `$and`/`$or` of such clauses, so language-only filters can be applied to an
+    in-memory scan exactly as Chroma would apply them.
+    """
+    if len(where) != 1:
+        return None
+    (key, value), = where.items()
+    if key in ("$and", "$or") and isinstance(value, list):
+        tests = [language_filter(c) if isinstance(c, Mapping) else None for c in value]
+        if not tests or any(t is None for t in tests):
+            return None
+        combine = all if key == "$and" else any
+        return lambda lang: combine(t(lang) for t in tests)  # type: ignore[misc]
+    if key != "language":
+        return None
+    if not isinstance(value, Mapping):
+        return lambda lang: lang == value
+    if len(value) != 1 or next(iter(value)) not in _LANGUAGE_TESTS:
+        return None
+    (op, operand), = value.items()
+    test = _LANGUAGE_TESTS[op]
+    return lambda lang: test(lang, operand)
+
+
+def with_language(language: str, where: Mapping[str, Any] | None) -> dict[str, Any]:
+    """`where` narrowed to chunks in one language (a filter of that language when `where` is None)."""
+    clause: dict[str, Any] = {"language": language}
+    return {"$and": [clause, dict(where)]} if where else clause

@@ -161,10 +161,10 @@ class NeutralScorer:
         """Exact neutral scores of raw candidate vectors (higher is better)."""
         q = self._projected(query, self.resolve_language(_unit(query), query_language))
         c = np.asarray(candidates, dtype=np.float64).reshape(-1, q.shape[0])
-        return apply_maps(self.maps(query, query_language), c @ q, *language_codes(candidate_languages))
+        return apply_maps(self.maps(query, query_language), c @ q, *encode_languages(candidate_languages))
 
 
-def language_codes(languages: Sequence[str]) -> tuple[np.ndarray, list[str]]:
+def encode_languages(languages: Sequence[str]) -> tuple[np.ndarray, list[str]]:
     """`(codes, names)` with `names[codes[i]] == languages[i]`, as `apply_maps` takes them."""
     names, codes = np.unique(np.asarray(list(languages), dtype=object), return_inverse=True)
     return codes.reshape(-1), [str(x) for x in names]

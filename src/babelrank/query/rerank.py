@@ -12,15 +12,11 @@ from llama_index.core.bridge.pydantic import Field, PrivateAttr
 from llama_index.core.postprocessor.types import BaseNodePostprocessor
 from llama_index.core.schema import MetadataMode, NodeWithScore, QueryBundle
 
-from babelrank.models.encoders import (
-    DEFAULT_RERANKER,
-    CrossEncoderModel,
-    load_cross_encoder,
-)
+from babelrank.models.cross_encoder import CrossEncoderModel, load_cross_encoder
+from babelrank.models.presets import DEFAULT_RERANKER
 from babelrank.schema import SCORE_KEYS
 
 logger = logging.getLogger(__name__)
-
 
 
 def sigmoid(x: np.ndarray) -> np.ndarray:
@@ -61,9 +57,9 @@ class CrossEncoderReranker(BaseNodePostprocessor):
         min_score: float | None = None,
         candidates: int | None = None,
         margin: float | None = None,
-        model_dir: str | None = None,
+        model_dir: str | Path | None = None,
         device: str = "auto",
-        backend: str = "torch",
+        backend: str = "auto",
         cache_dir: str | Path | None = None,
         onnx_spinning: bool = True,
         trust_remote_code: bool = False,

@@ -1,4 +1,4 @@
-"""The query path: detect language, embed, search Chroma, (neutralise), rerank, assemble nodes."""
+"""The query path: detect language, embed, search (raw or neutral), dedup, rerank, assemble nodes."""
 
 from __future__ import annotations
 
@@ -6,15 +6,21 @@ import asyncio
 import logging
 import time
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
+from typing import Any, Mapping, Sequence
 
+import numpy as np
 from llama_index.core.retrievers import BaseRetriever
 from llama_index.core.schema import NodeWithScore, QueryBundle, TextNode
 
+from babelrank.models.bi_encoder import BiEncoder
+from babelrank.models.language import LanguageDetector
+from babelrank.query.dedup import alternates, collapse_translations, default_threshold
+from babelrank.query.filters import build_where
+from babelrank.query.rerank import CrossEncoderReranker
+from babelrank.query.search import Searcher
 from babelrank.schema import HIDDEN_FROM_LLM
-
-if TYPE_CHECKING:
-    from babelrank.index import BabelIndex
+from babelrank.store.calibration import CalibrationKeeper
+from babelrank.store.chroma import Hit
 
 logger = logging.getLogger(__name__)
 
@@ -37,58 +43,8 @@ class SearchResult:
     timings: dict[str, float] = field(default_factory=dict)
 
 
-def build_where(languages: Sequence[str] | None, where: Mapping[str, Any] | None) -> dict[str, Any] | None:
-    """A Chroma `where` filter from a language list and any metadata filter."""
-    clauses: list[dict[str, Any]] = []
-    if languages:
-        clauses.append({"language": {"$in": list(languages)}})
-    if where and any(k.startswith("$") for k in where):
-        clauses.append(dict(where))
-    elif where:
-        clauses.extend({k: v} for k, v in where.items())
-    if not clauses:
-        return None
-    return clauses[0] if len(clauses) == 1 else {"$and": clauses}
-
-
-_LANGUAGE_TESTS: dict[str, Callable[[str, Any], bool]] = {
-    "$eq": lambda lang, v: lang == v,
-    "$ne": lambda lang, v: lang != v,
-    "$in": lambda lang, v: lang in v,
-    "$nin": lambda lang, v: lang not in v,
-}
-
-
-def language_filter(where: Mapping[str, Any]) -> Callable[[str], bool] | None:
-    """A test of a chunk's language tag equivalent to `where`, when `where` constrains nothing
-    but the `language` key; None when it constrains anything else.
-
-    Covers every form Chroma accepts for a field (`{"language": "ru"}`, `$eq`, `$ne`, `$in`,
-    `$nin`) and `$and`/`$or` of such clauses, so language-only filters can be applied to an
-    in-memory scan exactly as Chroma would apply them.
-    """
-    if len(where) != 1:
-        return None
-    (key, value), = where.items()
-    if key in ("$and", "$or") and isinstance(value, list):
-        tests = [language_filter(c) if isinstance(c, Mapping) else None for c in value]
-        if not tests or any(t is None for t in tests):
-            return None
-        combine = all if key == "$and" else any
-        return lambda lang: combine(t(lang) for t in tests)  # type: ignore[misc]
-    if key != "language":
-        return None
-    if not isinstance(value, Mapping):
-        return lambda lang: lang == value
-    if len(value) != 1 or next(iter(value)) not in _LANGUAGE_TESTS:
-        return None
-    (op, operand), = value.items()
-    test = _LANGUAGE_TESTS[op]
-    return lambda lang: test(lang, operand)
-
-
 class BabelRetriever(BaseRetriever):
-    """A llama-index retriever over a `BabelIndex`.
+    """A llama-index retriever over one collection (`BabelIndex.as_retriever` builds it).
 
     query → language detection (reported, never a filter unless `languages` is given) →
     query embedding (query prompt) → Chroma top-k (+filters) → language-neutral re-scoring
@@ -106,8 +62,9 @@ class BabelRetriever(BaseRetriever):
     the version in `answer_language`, else in the first of `prefer_languages` present, else
     in the detected query language, else the best-scored; the others are listed, best first,
     in its metadata as `alternates` = [{id, language, score}] (score = retrieval score).
-    `dedup=None` follows `Settings.dedup` ("auto": on when the collection holds more than
-    one language and the model's threshold is known).
+    `dedup` is "on", "off" or "auto": on when the collection holds more than one language
+    and the model's threshold is known (`BabelIndex.as_retriever` takes True/False, or None
+    for `Settings.dedup`).
 
     Language preferences: `languages` is a hard filter. `prefer_languages` (and
     `answer_language`, which is preferred too) is a soft preference that never changes a
@@ -115,20 +72,45 @@ class BabelRetriever(BaseRetriever):
     `score` otherwise, i.e. a preferred-language result ranks ahead of another-language
     result unless that one scores more than `prefer_margin` higher (default 0.05; in the
     units of the final score: cosine without rerank, sigmoid probability with rerank).
+
+    Args:
+        encoder: embeds the query (query prompt).
+        detector: detects the query's language.
+        searcher: the first-stage search of the collection.
+        reranker: the cross-encoder reranker; None retrieves without rerank.
+        calibration: the collection's language calibration (dedup centres on its centroids).
+        top_k: first-stage candidates.
+        top_n: results returned.
+        languages: a hard filter on chunk languages.
+        where: a metadata filter (see `babelrank.query.filters`).
+        rerank: False skips the reranker; True requires one (ValueError without).
+        neutral: language-neutral scores on/off for this query; None = the searcher's mode.
+        min_score: drop results whose final score is lower.
+        dedup: "auto", "on" or "off" (see above).
+        dedup_threshold: the cosine at which two candidates are one; None = the model's default.
+        prefer_languages, prefer_margin, answer_language: see above.
+        **kwargs: passed to llama-index's `BaseRetriever`.
+
+    Raises:
+        ValueError: `prefer_margin` < 0 or `dedup_threshold` outside [-1, 1].
     """
 
     def __init__(
         self,
-        index: "BabelIndex",
         *,
-        top_k: int | None = None,
-        top_n: int | None = None,
+        encoder: BiEncoder,
+        detector: LanguageDetector,
+        searcher: Searcher,
+        reranker: CrossEncoderReranker | None,
+        calibration: CalibrationKeeper,
+        top_k: int,
+        top_n: int,
         languages: Sequence[str] | None = None,
         where: Mapping[str, Any] | None = None,
         rerank: bool | None = None,
         neutral: bool | None = None,
         min_score: float | None = None,
-        dedup: bool | None = None,
+        dedup: str = "auto",
         dedup_threshold: float | None = None,
         prefer_languages: Sequence[str] | None = None,
         prefer_margin: float = DEFAULT_PREFER_MARGIN,
@@ -136,20 +118,24 @@ class BabelRetriever(BaseRetriever):
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
-        self.index = index
-        self.top_k = top_k or index.settings.top_k
-        self.top_n = top_n or index.settings.top_n
-        self.languages = list(languages) if languages else None
-        self.where = dict(where) if where else None
-        self.rerank = rerank
-        self.neutral = neutral
-        self.min_score = index.settings.min_score if min_score is None else min_score
         if isinstance(prefer_languages, str):
             prefer_languages = [prefer_languages]
         if prefer_margin < 0:
             raise ValueError(f"prefer_margin must be >= 0, got {prefer_margin}")
         if dedup_threshold is not None and not -1.0 <= dedup_threshold <= 1.0:
             raise ValueError(f"dedup_threshold is a cosine in [-1, 1], got {dedup_threshold}")
+        self.encoder = encoder
+        self.detector = detector
+        self.searcher = searcher
+        self.reranker = reranker
+        self.calibration = calibration
+        self.top_k = top_k
+        self.top_n = top_n
+        self.languages = list(languages) if languages else None
+        self.where = dict(where) if where else None
+        self.rerank = rerank
+        self.neutral = neutral
+        self.min_score = min_score
         self.dedup = dedup
         self.dedup_threshold = dedup_threshold
         self.prefer_languages = list(prefer_languages) if prefer_languages else []
@@ -158,15 +144,11 @@ class BabelRetriever(BaseRetriever):
 
     def dedup_threshold_in_use(self) -> float | None:
         """The dedup cosine threshold this query would use, or None when dedup is off."""
-        from babelrank.query.dedup import default_threshold
-
-        settings = self.index.settings
-        explicit = self.dedup_threshold if self.dedup_threshold is not None else settings.dedup_threshold
-        mode = settings.dedup if self.dedup is None else ("on" if self.dedup else "off")
+        mode, model = self.dedup, self.encoder.name
         if mode == "off":
             return None
-        threshold, calibrated = (explicit, True) if explicit is not None else default_threshold(self.index.encoder.name)
-        counts = self.index.calibration.calibration.counts
+        threshold, calibrated = (self.dedup_threshold, True) if self.dedup_threshold is not None else default_threshold(model)
+        counts = self.calibration.latest.counts
         if sum(counts.values()) < MIN_DEDUP_CHUNKS:
             # centroids of a handful of chunks are meaningless (two chunks centre to opposite vectors)
             logger.info("dedup is off: the collection holds fewer than %d chunks", MIN_DEDUP_CHUNKS)
@@ -177,27 +159,30 @@ class BabelRetriever(BaseRetriever):
                 return None
             if not calibrated:
                 logger.info("dedup is off: no calibrated threshold for %s (set dedup_threshold, "
-                            "see benchmarks/dedup_threshold.py)", self.index.encoder.name)
+                            "see benchmarks/dedup_threshold.py)", model)
                 return None
         elif not calibrated:
             logger.warning("dedup: no calibrated threshold for %s; using %.2f (measure one with "
-                           "benchmarks/dedup_threshold.py)", self.index.encoder.name, threshold)
+                           "benchmarks/dedup_threshold.py)", model, threshold)
         return threshold
 
     def search(self, query: str) -> SearchResult:
-        """Run the query path and return nodes with the detected query language and timings."""
+        """Run the query path and return nodes with the detected query language and timings.
+
+        Raises:
+            ValueError: the query is empty, or rerank was requested without a reranker.
+        """
         if not isinstance(query, str) or not query.strip():
             raise ValueError("query is empty")
-        index = self.index
         timings: dict[str, float] = {}
         t0 = time.perf_counter()
-        detection = index.detector.detect(query)
-        vector = index.encoder.encode_queries([query])[0]
+        detection = self.detector.detect(query)
+        vector = self.encoder.encode_queries([query])[0]
         t1 = time.perf_counter()
         timings["embed"] = t1 - t0
-        scorer = index.neutral_scorer({True: "on", False: "off", None: None}[self.neutral])
+        scorer = self.searcher.scorer({True: "on", False: "off", None: None}[self.neutral])
         threshold = self.dedup_threshold_in_use()
-        hits = index.search_vectors(
+        hits = self.searcher.search(
             vector, detection.language, self.top_k, build_where(self.languages, self.where), scorer,
             include_embeddings=threshold is not None,
         )
@@ -207,11 +192,7 @@ class BabelRetriever(BaseRetriever):
             nodes = [self._node(hit, detection.language) for hit in hits]
         t2 = time.perf_counter()
         timings["search"] = t2 - t1
-        reranker = index.reranker() if self.rerank is not False else None
-        if self.rerank and reranker is None:
-            raise ValueError("rerank was requested but no rerank model is configured (rerank_model='none')")
-        if reranker is not None and nodes:
-            nodes = reranker.rerank(nodes, query, top_n=len(nodes))
+        nodes = self._reranked(nodes, query)
         timings["rerank"] = time.perf_counter() - t2
         if self.min_score is not None:
             nodes = [n for n in nodes if (n.score or 0.0) >= self.min_score]
@@ -224,21 +205,25 @@ class BabelRetriever(BaseRetriever):
             )
         return SearchResult(nodes[: self.top_n], detection.language, detection.confidence, timings)
 
+    def _reranked(self, nodes: list[NodeWithScore], query: str) -> list[NodeWithScore]:
+        reranker = self.reranker if self.rerank is not False else None
+        if self.rerank and reranker is None:
+            raise ValueError("rerank was requested but no rerank model is configured (rerank_model='none')")
+        if reranker is not None and nodes:
+            return reranker.rerank(nodes, query, top_n=len(nodes))
+        return nodes
+
     def _preferred(self) -> set[str]:
         return set(self.prefer_languages) | ({self.answer_language} if self.answer_language else set())
 
-    def _collapse(self, hits: Sequence[Any], query_language: str, threshold: float) -> list[NodeWithScore]:
+    def _collapse(self, hits: Sequence[Hit], query_language: str, threshold: float) -> list[NodeWithScore]:
         """One node per group of translations / near duplicates among `hits` (see `babelrank.query.dedup`)."""
-        import numpy as np
-
-        from babelrank.query.dedup import alternates, collapse_translations
-
         if any(h.embedding is None for h in hits):
             raise RuntimeError("dedup needs the candidates' stored vectors (include_embeddings=True)")
         languages = [str(h.metadata.get("language", "und")) for h in hits]
         order = [lang for lang in [self.answer_language, *self.prefer_languages, query_language]
                  if lang and lang != "und"]
-        calibration = self.index.calibration.calibration
+        calibration = self.calibration.latest
         overall = calibration.global_centroid()
         centre = {lang: calibration.centroid(lang) if calibration.counts.get(lang, 0) >= MIN_DEDUP_CHUNKS else None
                   for lang in set(languages)}
@@ -257,7 +242,7 @@ class BabelRetriever(BaseRetriever):
         return nodes
 
     @staticmethod
-    def _node(hit: Any, query_language: str) -> NodeWithScore:
+    def _node(hit: Hit, query_language: str) -> NodeWithScore:
         meta = dict(hit.metadata)
         meta["retrieval_score"] = hit.score
         meta["query_language"] = query_language

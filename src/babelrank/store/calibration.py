@@ -245,7 +245,7 @@ class CalibrationKeeper:
         finally:
             self._active.discard(token)
         self._use(record)
-        return self.calibration
+        return self._calibration
 
     def _from_scratch(self, token: str) -> LanguageCalibration:
         calibration = LanguageCalibration(self.dim)
@@ -374,11 +374,17 @@ class CalibrationKeeper:
         return sum(int(c["count"]) for c in record["calibration"]["chunks"].values())
 
     def _use(self, record: Mapping[str, Any]) -> None:
-        self.calibration = LanguageCalibration.from_dict(record["calibration"])
+        self._calibration = LanguageCalibration.from_dict(record["calibration"])
+
+    @property
+    def latest(self) -> LanguageCalibration:
+        """The calibration as this process last read or wrote it, without asking the store
+        (`current` also picks up other processes' writes to a Chroma server)."""
+        return self._calibration
 
     def languages(self) -> list[str]:
         """Every language with stored chunks ("und" included)."""
-        return sorted(self.calibration.counts)
+        return sorted(self._calibration.counts)
 
     def current(self) -> LanguageCalibration:
         """The calibration as it stands (with a Chroma server, picking up other processes' writes).
@@ -386,12 +392,12 @@ class CalibrationKeeper:
         A write replaces the object rather than changing it, so a reader on another thread
         keeps a consistent one."""
         self.refresh()
-        return self.calibration
+        return self._calibration
 
     def describe(self) -> dict[str, Any]:
         """Per-language chunk counts and whether each has a centroid."""
-        counts = self.calibration.counts
-        return {lang: {"chunks": n, "centroid": self.calibration.centroid(lang) is not None,
-                       "centroid_norm": None if self.calibration.centroid(lang) is None
-                       else round(float(np.linalg.norm(self.calibration.centroid(lang))), 4)}
+        counts = self._calibration.counts
+        return {lang: {"chunks": n, "centroid": self._calibration.centroid(lang) is not None,
+                       "centroid_norm": None if self._calibration.centroid(lang) is None
+                       else round(float(np.linalg.norm(self._calibration.centroid(lang))), 4)}
                 for lang, n in sorted(counts.items())}

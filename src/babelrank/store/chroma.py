@@ -1,20 +1,25 @@
-"""The Chroma collection: ids, metadata schema, fingerprint check, upserts, deletes, search."""
+"""The Chroma collection: fingerprint check, collection metadata, upserts, deletes, reads and search.
+
+`ChromaStore` is the one object that talks to Chroma. It keeps two caches in step with its own
+writes: the language tag of each chunk id (`languages`) and, for exact scans, an in-memory
+copy of the vectors (`mirror`, see `babelrank.store.mirror`). The locks it takes are in
+`babelrank.store.lock`.
+"""
 
 from __future__ import annotations
 
 import json
 import logging
-import os
-import threading
 import time
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterator, Mapping, Sequence
 
 import numpy as np
 
-from babelrank.errors import ModelMismatchError, StoreLockedError
+from babelrank.errors import ModelMismatchError
+from babelrank.store.lock import FileLock, MetadataLock, lock_store
+from babelrank.store.mirror import VectorMirror
 
 logger = logging.getLogger(__name__)
 
@@ -26,13 +31,6 @@ _READ_TRIES = 6
 between tries: while another process writes, a Chroma 1.x server can briefly answer a read with
 "Error creating hnsw segment reader: Nothing found on disk" (seen when a collection's first
 index segment is being flushed; the next read, 25 ms later, succeeded)."""
-META_LOCK_SUFFIX = ".babelrank-lock"
-META_LOCK_LEASE = 30.0
-"""Seconds after which a metadata lock (an empty collection named `<collection>.babelrank-lock`
-on a Chroma server) counts as left by a killed process and is broken. It is held for a few
-requests; the holder's clock dates it, so the clocks of the writing machines must agree to
-well within this."""
-_LOCAL_META_LOCKS: dict[tuple[str, str], threading.Lock] = {}
 # HNSW search/build breadth. Chroma's default (100) loses true nearest neighbours on clustered
 # embeddings: on e5-small Tatoeba ukr+eng (2000 vectors) 3 % of queries got a wrong top-2 and
 # ~0.2 of the exact top-50 went missing per query; at 400 none did, for < 0.3 ms per query.
@@ -41,79 +39,24 @@ HNSW_EF = 400
 
 @dataclass(frozen=True)
 class Hit:
-    """One search result from the collection."""
+    """One search result from the collection.
+
+    Attributes:
+        id: the chunk id.
+        text: the chunk text.
+        metadata: the chunk metadata (see `babelrank.schema`).
+        score: what the search that found the chunk ranked it by: the cosine similarity of the
+            query and chunk vectors for a raw search (`ChromaStore.query`), the language-neutral
+            score for a neutral search (`babelrank.query.search`); the retriever reports it as
+            the result's `retrieval_score`.
+        embedding: the stored chunk vector, when asked for.
+    """
 
     id: str
     text: str
     metadata: dict[str, Any]
-    score: float  # cosine of query and chunk vectors; the neutral score from neutral search
+    score: float
     embedding: np.ndarray | None = None
-
-
-_BLAS: Any = None
-
-
-def _one_blas_thread() -> Any:
-    """A context running numpy's BLAS on one thread.
-
-    A multi-threaded OpenBLAS product leaves its threads spinning, which halved the speed of
-    the next torch query embedding on 2 cores (19 -> 46 ms); one thread scans 43k x 384
-    floats in ~6 ms, as fast as two.
-    """
-    global _BLAS
-    if _BLAS is None:
-        from threadpoolctl import ThreadpoolController
-
-        _BLAS = ThreadpoolController()
-    return _BLAS.limit(limits=1, user_api="blas")
-
-
-class _Mirror:
-    """An in-memory copy of a collection's vectors and language tags, for exact scans.
-
-    Rows (unit vectors) are appended on insert and swapped with the last row on delete;
-    language tags are small integer codes into `names`.
-    """
-
-    def __init__(self, dim: int) -> None:
-        self.vectors = np.empty((1024, dim), dtype=np.float32)
-        self.codes = np.empty(1024, dtype=np.int32)
-        self.ids: list[str] = []
-        self.rows: dict[str, int] = {}
-        self.names: list[str] = []
-        self._code: dict[str, int] = {}
-
-    def put(self, ids: Sequence[str], vectors: np.ndarray, languages: Sequence[str]) -> None:
-        norms = np.linalg.norm(vectors, axis=1, keepdims=True)
-        vectors = vectors / np.where(norms > 0, norms, 1.0)  # cosines, as Chroma's space
-        for cid, vec, lang in zip(ids, vectors, languages):
-            row = self.rows.get(cid)
-            if row is None:
-                row = len(self.ids)
-                if row == len(self.vectors):
-                    self.vectors = np.concatenate([self.vectors, np.empty_like(self.vectors)])
-                    self.codes = np.concatenate([self.codes, np.empty_like(self.codes)])
-                self.ids.append(cid)
-                self.rows[cid] = row
-            code = self._code.get(lang)
-            if code is None:
-                code = self._code[lang] = len(self.names)
-                self.names.append(lang)
-            self.vectors[row] = vec
-            self.codes[row] = code
-
-    def drop(self, ids: Sequence[str]) -> None:
-        for cid in ids:
-            row = self.rows.pop(cid, None)
-            if row is None:
-                continue
-            last = len(self.ids) - 1
-            if row != last:
-                moved = self.ids[last]
-                self.vectors[row], self.codes[row] = self.vectors[last], self.codes[last]
-                self.ids[row] = moved
-                self.rows[moved] = row
-            self.ids.pop()
 
 
 @dataclass(frozen=True)
@@ -145,68 +88,6 @@ def _retrying(read: Callable[[], Any]) -> Any:
             time.sleep(0.05 * 2**attempt)
 
 
-class _FileLock:
-    """An exclusive, non-blocking advisory lock on a file, shared by all users in this process.
-
-    POSIX only (a no-op elsewhere). Other processes get `StoreLockedError`.
-    """
-
-    _held: dict[Path, list[int]] = {}  # path -> [fd, users]
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self._active = False
-
-    def acquire(self) -> None:
-        try:
-            import fcntl
-        except ImportError:  # Windows: Chroma's own locking applies
-            return
-        held = self._held.get(self.path)
-        if held is not None:
-            held[1] += 1
-            self._active = True
-            return
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            os.close(fd)
-            raise StoreLockedError(
-                f"the Chroma store at {self.path.parent} is in use by another babelrank process. "
-                "An embedded store allows one process at a time; for several processes or workers "
-                "run a Chroma server (`chroma run --path DIR --port 8001`) and pass "
-                "--chroma-host/--chroma-port (BABELRANK_CHROMA_HOST / BABELRANK_CHROMA_PORT)."
-            ) from None
-        self._held[self.path] = [fd, 1]
-        self._active = True
-
-    def release(self) -> None:
-        if not self._active:
-            return
-        self._active = False
-        held = self._held[self.path]
-        held[1] -= 1
-        if held[1] == 0:
-            os.close(held[0])
-            del self._held[self.path]
-
-
-def lock_store(path: Path | str | None) -> _FileLock:
-    """Take the lock of the embedded store at `path` (the default store when None).
-
-    `ChromaStore` takes it as well; taking it first lets a caller refuse a store in use before
-    slow work such as loading a model. Hold it until the store is open, then `release()` it.
-
-    Raises:
-        StoreLockedError: another process holds the store.
-    """
-    lock = _FileLock(Path(path or ".babelrank/chroma").expanduser().resolve() / "babelrank.lock")
-    lock.acquire()
-    return lock
-
-
 class ChromaStore:
     """A Chroma collection holding babelrank chunks (cosine space, raw model vectors).
 
@@ -226,7 +107,7 @@ class ChromaStore:
         import chromadb
         from chromadb.config import Settings as ChromaSettings
 
-        self._lock: _FileLock | None = None
+        self._lock: FileLock | None = None
         chroma_settings = ChromaSettings(anonymized_telemetry=False)
         if host:
             self.location = f"http://{host}:{port}"
@@ -243,12 +124,10 @@ class ChromaStore:
         # chunk id -> language tag, filled lazily by `languages`, kept in step by this
         # object's writes and dropped by `reload` (writes of other processes to a server)
         self._languages: dict[str, str] = {}
-        # every vector and language tag in memory, built by the first `scan` of a collection
-        # small enough for it; kept in step and dropped like `_languages`
-        self._mirror: _Mirror | None = None
-        self._mirror_lock = threading.Lock()
-        self._mirror_building = threading.Event()
-        self._writes = 0  # writes seen (an in-memory copy read across one is discarded)
+        self.mirror = VectorMirror(self)
+        """Every vector and language tag in memory, for exact scans (read on first use by a
+        collection small enough for it); kept in step and dropped like the language cache."""
+        self._meta_lock = MetadataLock(self.client, collection, self.location, shared=self._lock is None)
         self.fingerprint = {FINGERPRINT_PREFIX + k: v for k, v in fingerprint.items()}
         try:
             self.collection = self.client.get_or_create_collection(
@@ -315,9 +194,7 @@ class ChromaStore:
         self.collection = self.client.get_collection(self.name, embedding_function=None)
         if self.collection.metadata != before:
             self._languages.clear()
-            with self._mirror_lock:
-                self._mirror = None
-                self._writes += 1
+            self.mirror.invalidate()
 
     def get_meta(self, key: str) -> Any:
         """A JSON value kept in the collection metadata (None when absent)."""
@@ -336,7 +213,7 @@ class ChromaStore:
 
         Chroma replaces a collection's metadata as a whole and has no compare-and-set, so
         every babelrank process on one collection serialises these updates with a lock (see
-        `META_LOCK_LEASE`): the current value is re-read under it, so no update is lost.
+        `babelrank.store.lock.MetadataLock`): the current value is re-read under it, so no update is lost.
 
         Args:
             key: the metadata key.
@@ -346,66 +223,13 @@ class ChromaStore:
         Returns:
             The value stored afterwards.
         """
-        with self._meta_lock():
+        with self._meta_lock.hold():
             self.reload()
             value = change(self.get_meta(key))
             if value is None:
                 return self.get_meta(key)
             self.set_meta(key, value)
             return value
-
-    @contextmanager
-    def _meta_lock(self) -> Iterator[None]:
-        """Exclusive use of the collection metadata: a thread lock in embedded mode (the file lock
-        keeps other processes out), a lock collection on a Chroma server."""
-        if not self.shared:
-            with _LOCAL_META_LOCKS.setdefault((self.location, self.name), threading.Lock()):
-                yield
-            return
-        name = self.name + META_LOCK_SUFFIX
-        self._take_meta_lock(name)
-        try:
-            yield
-        finally:
-            self.client.delete_collection(name)
-
-    def _take_meta_lock(self, name: str) -> None:
-        """Create the lock collection `name`: wait while another process holds it, break it when held past the lease."""
-        deadline = time.monotonic() + 2 * META_LOCK_LEASE
-        delay, failures = 0.01, 0
-        while True:
-            try:
-                self.client.create_collection(name, metadata={"since": time.time()}, embedding_function=None)
-                return
-            except Exception as exc:  # mostly "already exists" (Chroma has no error class for it)
-                error = exc
-            since = self._held_since(name)
-            failures = failures + 1 if since is None else 0
-            if failures == 5:  # no lock there, yet it cannot be created
-                raise ConnectionError(f"cannot lock the metadata of {self.name!r} at {self.location}: {error}") from None
-            if since is not None and time.time() - since > META_LOCK_LEASE:
-                logger.warning("breaking the metadata lock of %r, held for %.0f s (by a killed process?)", self.name, time.time() - since)
-                self._drop_lock(name)
-            elif time.monotonic() > deadline:
-                raise TimeoutError(
-                    f"the metadata lock of {self.name!r} at {self.location} stays taken; if no babelrank process "
-                    f"is writing to it, delete the Chroma collection {name!r}"
-                )
-            time.sleep(delay)
-            delay = min(2 * delay, 0.2)
-
-    def _held_since(self, name: str) -> float | None:
-        """When the lock collection `name` was taken (None when there is none)."""
-        try:
-            return float((self.client.get_collection(name).metadata or {}).get("since", 0.0))
-        except Exception:
-            return None
-
-    def _drop_lock(self, name: str) -> None:
-        try:
-            self.client.delete_collection(name)
-        except Exception as exc:  # another process broke it first
-            logger.debug("could not delete %s: %s", name, exc)
 
     # ---- writes -------------------------------------------------------------------------
     def upsert(self, ids: Sequence[str], embeddings: np.ndarray, texts: Sequence[str], metadatas: Sequence[Mapping[str, Any]]) -> None:
@@ -420,10 +244,7 @@ class ChromaStore:
                 documents=list(texts[i : i + limit]),
                 metadatas=[dict(m) for m in metadatas[i : i + limit]],
             )
-        with self._mirror_lock:
-            self._writes += 1
-            if self._mirror is not None:
-                self._mirror.put(ids, np.asarray(embeddings, dtype=np.float32), languages)
+        self.mirror.put(ids, embeddings, languages)
 
     def delete_ids(self, ids: Sequence[str]) -> None:
         """Delete chunks by id."""
@@ -431,10 +252,7 @@ class ChromaStore:
             self.collection.delete(ids=list(ids[i : i + _PAGE]))
         for cid in ids:
             self._languages.pop(cid, None)
-        with self._mirror_lock:
-            self._writes += 1
-            if self._mirror is not None:
-                self._mirror.drop(ids)
+        self.mirror.drop(ids)
 
     # ---- reads --------------------------------------------------------------------------
     def _get(self, **kwargs: Any) -> Any:
@@ -537,72 +355,8 @@ class ChromaStore:
                 cache[cid] = str((meta or {}).get("language", "und"))
         return [cache.get(cid, "und") for cid in ids]
 
-    def scan(
-        self, vector: np.ndarray, k: int, score: Callable[[np.ndarray, np.ndarray, list[str]], np.ndarray], max_floats: int,
-        wait: bool = True,
-    ) -> tuple[list[str], np.ndarray] | None:
-        """Ids and scores of the k best chunks by an exact scan of every stored vector.
-
-        `score(cosines, codes, names)` turns the exact cosines of `vector` with all chunks into
-        scores (chunk i is in language `names[codes[i]]`; -inf leaves a chunk out). The scan
-        runs on an in-memory copy of the vectors, read from Chroma on first use (`wait`: now;
-        else on a background thread, answering None until it is ready) and kept in step with
-        this object's writes. None, and nothing is held, when the collection has more than
-        `max_floats` vector components: search Chroma instead.
-        """
-        dim = int(np.shape(vector)[-1])
-        with self._mirror_lock:
-            mirror = self._mirror
-            if mirror is not None and len(mirror.ids) * dim > max_floats:
-                self._mirror = mirror = None  # grew too big
-        if mirror is None:
-            if wait:
-                self._build_mirror(dim, max_floats)
-            elif not self._mirror_building.is_set():
-                self._mirror_building.set()
-                threading.Thread(target=self._build_mirror, args=(dim, max_floats), daemon=True).start()
-            with self._mirror_lock:
-                mirror = self._mirror
-            if mirror is None:
-                return None
-        with self._mirror_lock:
-            n = len(mirror.ids)
-            with _one_blas_thread():
-                cosines = mirror.vectors[:n] @ np.asarray(vector, dtype=np.float32)
-            scores = score(cosines, mirror.codes[:n], mirror.names)
-            top = np.argpartition(-scores, k - 1)[:k] if n > k else np.arange(n)
-            top = top[np.argsort(-scores[top], kind="stable")]
-            top = top[np.isfinite(scores[top])]
-            return [mirror.ids[i] for i in top], scores[top]
-
-    def _build_mirror(self, dim: int, max_floats: int) -> None:
-        """Read every vector into a new in-memory copy; kept only if no write came meanwhile."""
-        try:
-            with self._mirror_lock:
-                writes = self._writes
-            count = self.count()
-            if count == 0 or count * dim > max_floats:
-                return
-            started = time.perf_counter()
-            mirror = _Mirror(dim)
-            for ids, metas, vectors in self.iter_all(include_embeddings=True):
-                mirror.put(ids, vectors, [str(m.get("language", "und")) for m in metas])
-            with self._mirror_lock:
-                if self._writes == writes:
-                    self._mirror = mirror
-                    logger.info("neutral search: %d vectors of %r read into memory in %.1f s",
-                                len(mirror.ids), self.name, time.perf_counter() - started)
-        except Exception as exc:  # a closed or unreachable store: Chroma search still works
-            logger.warning("could not read the vectors of %r into memory: %s", self.name, exc)
-        finally:
-            self._mirror_building.clear()
-
     def hits(self, ids: Sequence[str], scores: Sequence[float], include_embeddings: bool = False) -> list[Hit]:
         """Whole hits for some chunk ids, in the given order, with the given scores."""
         found = self.get(ids, include_embeddings=include_embeddings)
         return [Hit(cid, found[cid][0], found[cid][1], float(score), found[cid][2])
                 for cid, score in zip(ids, scores) if cid in found]
-
-    def delete_collection(self) -> None:
-        """Drop the whole collection."""
-        self.client.delete_collection(self.name)
