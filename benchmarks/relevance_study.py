@@ -127,30 +127,13 @@ def load_embeddings(data: Path, model: str, langs: list[str]) -> dict:
 
 
 def _babelrank():
-    """`(LanguageCalibration, NeutralScorer, apply_maps, language_codes, relevance module)`,
-    wherever the package layout keeps them."""
-    import importlib.util
-    import sys
+    """`(LanguageCalibration, NeutralScorer, apply_maps, encode_languages, relevance module)`."""
+    import relevance_method as rel
 
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
-    try:
-        from babelrank.query import neutral
-        from babelrank.store.calibration import LanguageCalibration
-    except ImportError:
-        from babelrank.neutral import LanguageCalibration
+    from babelrank.query.neutral import NeutralScorer, apply_maps, encode_languages
+    from babelrank.store.calibration import LanguageCalibration
 
-        from babelrank import neutral
-    language_codes = getattr(neutral, "language_codes", None) or neutral.encode_languages
-    NeutralScorer, apply_maps = neutral.NeutralScorer, neutral.apply_maps
-    try:
-        from babelrank.query import relevance as rel
-    except ImportError:  # the pure module, by path
-        path = Path(__file__).resolve().parents[1] / "src" / "babelrank" / "query" / "relevance.py"
-        spec = importlib.util.spec_from_file_location("babelrank_relevance", path)
-        rel = importlib.util.module_from_spec(spec)
-        sys.modules[spec.name] = rel
-        spec.loader.exec_module(rel)
-    return LanguageCalibration, NeutralScorer, apply_maps, language_codes, rel
+    return LanguageCalibration, NeutralScorer, apply_maps, encode_languages, rel
 
 
 def _translation_threshold(model: str) -> float | None:

@@ -1,5 +1,8 @@
 """Calibrated relevance: the probability that a result answers the query, and "no answer here".
 
+Status: the method and its study (`relevance_study.py`) for issue #17, kept here until it is
+wired into the query path (then it moves to ``babelrank/query/relevance.py``).
+
 A retrieval score says which chunk is best, not whether any chunk is good: e5 cosines of
 unrelated passages sit at 0.75-0.8, MiniLM's near 0.3, and the best of 500 unrelated chunks
 scores higher than the best of 50. This module turns a result's score into an estimate in
