@@ -223,19 +223,19 @@ def test_a_query_does_not_wait_for_a_whole_ingest(index: BabelIndex, monkeypatch
 
 
 def test_a_query_does_not_wait_for_one_long_document(make_index: Callable[..., BabelIndex], monkeypatch: pytest.MonkeyPatch) -> None:
-    """One document cannot be sliced: the query lane and per-batch encoder locking answer the
-    query while its ingest still embeds."""
+    """One document cannot be sliced: the query lane, and an encoder lock the ingest takes one
+    embedding slice (four batches) at a time, answer the query while the ingest still embeds."""
     index = make_index(embed_batch_size=2)
-    events: list[str] = []
-    real_batch = index.encoder._encode_batch
+    slices: list[int] = []
+    real = index.encoder._encode_locked
 
-    def slow_batch(texts: list[str], prompt: str) -> Any:
+    def slow(texts: list[str], prompt: str, batch_size: int, progress: bool) -> Any:
         if prompt == index.encoder.document_prompt:
-            events.append("document batch")
+            slices.append(len(texts))
             time.sleep(0.05)  # a slow model
-        return real_batch(texts, prompt)
+        return real(texts, prompt, batch_size, progress)
 
-    monkeypatch.setattr(index.encoder, "_encode_batch", slow_batch)
+    monkeypatch.setattr(index.encoder, "_encode_locked", slow)
     text = " ".join(f"Sentence {i} tells of rivers, mills and the bridge {i}." for i in range(400))
     app = create_app(index=index, server_settings=ServerSettings())
 
@@ -244,17 +244,17 @@ def test_a_query_does_not_wait_for_one_long_document(make_index: Callable[..., B
             transport = httpx.ASGITransport(app=app)
             async with httpx.AsyncClient(transport=transport, base_url="http://localhost", timeout=120) as ac:
                 ingest = asyncio.create_task(ac.post("/v1/documents", json={"documents": [{"id": "long", "text": text}]}))
-                while "document batch" not in events:
+                while not slices:
                     await asyncio.sleep(0.01)
                 query = await ac.post("/v1/query", json={"query": "river", "rerank": False})
-                batches_then = events.count("document batch")
-                return query, await ingest, batches_then
+                slices_then = len(slices)
+                return query, await ingest, slices_then
 
-    query, ingest, batches_then = asyncio.run(main())
+    query, ingest, slices_then = asyncio.run(main())
     assert query.status_code == 200 and ingest.status_code == 200
-    total = events.count("document batch")
-    assert total >= 10 and batches_then < total, (batches_then, total)  # answered mid-ingest
-    assert ingest.json()["chunks_written"] == 2 * total
+    assert len(slices) >= 5 and slices_then < len(slices), (slices_then, len(slices))  # answered mid-ingest
+    assert max(slices) == 4 * 2  # four batches of embed_batch_size a slice
+    assert ingest.json()["chunks_written"] == sum(slices)
 
 
 def test_queries_and_an_ingest_on_threads_share_the_tokenizer(index: BabelIndex) -> None:

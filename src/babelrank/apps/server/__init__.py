@@ -17,8 +17,8 @@ Design, one module each:
   (lifespan), before the first request is accepted. Model and store work runs on two worker
   threads, so the event loop is never blocked: queries on one, writes (ingest, delete) on the
   other, so a query does not queue behind an ingest. The tokenizer and model are shared under
-  the encoder's lock, taken one embedding batch at a time, so a query waits for at most one
-  batch of a running ingest. Writes are also serialised with an `asyncio.Lock`, and an ingest
+  the encoder's lock, taken one embedding slice (four batches) at a time, so a query waits for
+  at most one slice of a running ingest. Writes are also serialised with an `asyncio.Lock`, and an ingest
   request is one job per slice of documents (`ServerSettings.ingest_slice_chars`), so a delete
   waits for one slice.
 * `errors`: errors are JSON ``{"error": {"type": ..., "message": ...}}`` (422 validation errors

@@ -27,7 +27,7 @@ class Service:
 
     Blocking work runs on two worker threads, one lane each: queries (and statistics) on one,
     writes (start-up, ingest, delete) on the other, so a query never queues behind an ingest;
-    the two share the models through their locks (`BiEncoder.lock`: one embedding batch at a
+    the two share the models through their locks (`BiEncoder.lock`: one embedding slice at a
     time). Writes are also serialised with an `asyncio.Lock`.
 
     Args:
