@@ -181,19 +181,7 @@ class Settings:
         cls, env: Mapping[str, str] | None = None, **overrides: Any
     ) -> "Settings":
         """Build settings from `BABELRANK_*` variables, then apply keyword overrides."""
-        env = os.environ if env is None else env
-        hints = get_type_hints(cls)
-        values: dict[str, Any] = {}
-        for f in fields(cls):
-            raw = env.get(ENV_PREFIX + f.name.upper())
-            if raw is not None and raw != "":
-                values[f.name] = parse_setting(f.name, raw, hints[f.name])
-        for name, value in overrides.items():
-            if name not in hints:
-                raise ConfigError(f"unknown setting {name!r}; known: {', '.join(sorted(hints))}")
-            if value is not None:
-                values[name] = coerce_setting(name, value, hints[name])
-        return cls(**values)
+        return cls(**_values_from_env(cls, env, overrides, "setting"))
 
     def replace(self, **changes: Any) -> "Settings":
         """A copy with some fields changed (values are coerced like `from_env` overrides)."""
@@ -272,6 +260,9 @@ def coerce_setting(name: str, value: Any, tp: Any) -> Any:
     return value
 
 
+LOOPBACK_HOSTS = ("localhost", "127.0.0.1", "::1")
+"""Names a server always answers to (`ServerSettings.allowed_hosts` adds others)."""
+
 SERVE_CONFIG_ENV = ENV_PREFIX + "SERVE_CONFIG"  # `dump_serve_config`, handed to the server process(es)
 
 
@@ -328,20 +319,26 @@ class ServerSettings:
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> "ServerSettings":
         """Read the ``BABELRANK_<NAME>`` variables of these settings; keywords win."""
-        env = os.environ if env is None else env
-        hints = get_type_hints(cls)
-        unknown = set(overrides) - set(hints)
-        if unknown:
-            raise ConfigError(f"unknown server setting(s): {', '.join(sorted(unknown))}; known: {', '.join(hints)}")
-        values = {name: parse_setting(name, raw, tp) for name, tp in hints.items()
-                  if (raw := env.get(ENV_PREFIX + name.upper()))}
-        values.update({k: coerce_setting(k, v, hints[k]) for k, v in overrides.items() if v is not None})
-        return cls(**values)
+        return cls(**_values_from_env(cls, env, overrides, "server setting"))
 
     @property
     def shows_paths(self) -> bool:
         """Whether answers show server file paths (`expose_paths`, by default only without a token)."""
         return self.expose_paths if self.expose_paths is not None else self.api_token is None
+
+def _values_from_env(cls: type, env: Mapping[str, str] | None, overrides: Mapping[str, Any], what: str) -> dict[str, Any]:
+    """The field values of settings class `cls`: its non-empty ``BABELRANK_<NAME>`` variables
+    (parsed), then the non-None `overrides` (coerced); an unknown override is a `ConfigError`."""
+    env = os.environ if env is None else env
+    hints = get_type_hints(cls)
+    values = {f.name: parse_setting(f.name, raw, hints[f.name]) for f in fields(cls) if (raw := env.get(ENV_PREFIX + f.name.upper()))}
+    for name, value in overrides.items():
+        if name not in hints:
+            raise ConfigError(f"unknown {what} {name!r}; known: {', '.join(sorted(hints))}")
+        if value is not None:
+            values[name] = coerce_setting(name, value, hints[name])
+    return values
+
 
 def dump_serve_config(settings: Settings, server: ServerSettings) -> str:
     """Both settings of a server as one JSON object, for its worker processes (`load_serve_config`)."""
@@ -356,7 +353,6 @@ def load_serve_config(raw: str) -> tuple[Settings, ServerSettings]:
     """The settings written by `dump_serve_config` (the environment is not read)."""
     data = json.loads(raw)
     return Settings.from_env(env={}, **data["settings"]), ServerSettings.from_env(env={}, **data["server"])
-
 
 
 def load_config_file(path: str | Path) -> dict[str, Any]:
@@ -492,3 +488,8 @@ def mode_flag(mode: str | None) -> bool | None:
     if mode not in _MODE_FLAGS:
         raise ValueError(f"expected one of {', '.join(MODES)}, got {mode!r}")
     return _MODE_FLAGS[mode]
+
+
+def flag_mode(flag: bool | None) -> str | None:
+    """The inverse of `mode_flag`: True/False as ``on``/``off``, None (as configured) as None."""
+    return None if flag is None else ("on" if flag else "off")

@@ -9,7 +9,7 @@ from typing import Any, Iterable, Mapping, Sequence
 
 from llama_index.core.schema import NodeWithScore
 
-from babelrank.config import Settings
+from babelrank.config import Settings, flag_mode
 from babelrank.errors import ConfigError
 from babelrank.ingest.chunking import TokenChunker
 from babelrank.ingest.pipeline import Ingestor, IngestReport
@@ -27,6 +27,7 @@ from babelrank.query.rerank import CrossEncoderReranker
 from babelrank.query.rerank_loader import RerankerLoader
 from babelrank.query.retriever import BabelRetriever, SearchResult
 from babelrank.query.search import Searcher
+from babelrank.schema import chunk_language
 from babelrank.store.calibration import CalibrationKeeper
 from babelrank.store.chroma import ChromaStore
 from babelrank.store.lock import lock_store
@@ -161,12 +162,21 @@ class BabelIndex:
         self.prepare_reranker()
         return self._ingestor(progress).run(from_texts(texts, ids, metadata))
 
-    def ingest_documents(self, documents: Iterable[Any], *, progress: bool | None = None) -> IngestReport:
-        """Ingest llama-index `Document`s or `SourceDocument`s."""
+    def ingest_documents(
+        self, documents: Iterable[Any], *, progress: bool | None = None, report: IngestReport | None = None,
+    ) -> IngestReport:
+        """Ingest llama-index `Document`s or `SourceDocument`s.
+
+        Args:
+            documents: what to ingest.
+            progress: show a progress bar (None = `settings.progress`).
+            report: a report to add this ingest's counts to (and return); None = a new one.
+        """
         docs = list(documents)
         native = [d for d in docs if isinstance(d, SourceDocument)]
         self.prepare_reranker()
-        return self._ingestor(progress).run(native + from_llama_documents(d for d in docs if not isinstance(d, SourceDocument)))
+        llama = from_llama_documents(d for d in docs if not isinstance(d, SourceDocument))
+        return self._ingestor(progress).run(native + llama, report)
 
     def delete(self, doc_ids: str | Iterable[str]) -> int:
         """Delete documents by id; returns how many chunks were removed."""
@@ -230,7 +240,7 @@ class BabelIndex:
             encoder=self.encoder, detector=self.detector, searcher=self.searcher, calibration=self.calibration,
             reranker=self.reranker() if rerank is not False else None, rerank=rerank,
             top_k=top_k or s.top_k, top_n=top_n or s.top_n, min_score=s.min_score if min_score is None else min_score,
-            dedup=s.dedup if dedup is None else ("on" if dedup else "off"),
+            dedup=flag_mode(dedup) or s.dedup,
             dedup_threshold=s.dedup_threshold if dedup_threshold is None else dedup_threshold,
             **kwargs,
         )
@@ -260,7 +270,7 @@ class BabelIndex:
         languages: Counter = Counter()
         docs: set[str] = set()
         for _, metas, _ in self.store.iter_all():
-            languages.update(str(m.get("language", "und")) for m in metas)
+            languages.update(chunk_language(m) for m in metas)
             docs.update(str(m["doc_id"]) for m in metas)
         return {
             "collection": self.store.name,

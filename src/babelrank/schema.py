@@ -11,7 +11,7 @@ document is ingested again.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Mapping
 
 CHUNK_KEYS = (
     "doc_id", "source", "chunk_index", "chunk_count", "language", "language_confidence",
@@ -32,12 +32,20 @@ RESULT_KEYS = ("doc_id", "source", "chunk_index", "language", "language_confiden
 HIDDEN_FROM_LLM = tuple(k for k in (*CHUNK_KEYS, *SCORE_KEYS, *QUERY_KEYS) if k not in ("source", "language"))
 """Metadata an LLM does not need to read (llama-index excludes it from prompts and embeddings)."""
 
+UNDETERMINED = "und"
+"""The ``language`` of a chunk whose language could not be identified (ISO 639-2 "und")."""
+
 _ID_SEPARATOR = "::"
 
 
 def user_key(key: str) -> str:
     """The stored name of a document's own metadata key (``user_`` + a reserved name)."""
     return "user_" + key if key in CHUNK_KEYS else key
+
+
+def chunk_language(meta: Mapping[str, Any] | None) -> str:
+    """The language tag in a chunk's metadata (`UNDETERMINED` when it has none)."""
+    return str((meta or {}).get("language", UNDETERMINED))
 
 
 def chunk_id(doc_id: str, index: int, content_sha256: str) -> str:

@@ -21,7 +21,7 @@ from babelrank.ingest.chunking import Chunk, TokenChunker
 from babelrank.ingest.sources import Skipped, SourceDocument
 from babelrank.models.bi_encoder import BiEncoder
 from babelrank.models.language import Detection, LanguageDetector
-from babelrank.schema import chunk_id, user_key
+from babelrank.schema import chunk_id, chunk_language, user_key
 from babelrank.store.chroma import ChromaStore
 
 logger = logging.getLogger(__name__)
@@ -277,7 +277,7 @@ class Ingestor:
             empty = np.zeros((0, self.encoder.dimension), np.float32)
             self.listener.on_write(
                 np.concatenate(written.vectors) if written.vectors else empty, written.languages,
-                np.stack([r[2] for r in removed]) if removed else empty, [str(r[1].get("language", "und")) for r in removed],
+                np.stack([r[2] for r in removed]) if removed else empty, [chunk_language(r[1]) for r in removed],
             )
         report.chunks_deleted += len(stale)
         for p in group:
@@ -320,6 +320,6 @@ class Ingestor:
         if self.listener is not None:
             self.listener.on_write(
                 np.zeros((0, self.encoder.dimension), np.float32), [],
-                np.stack([v[2] for v in old.values()]), [str(v[1].get("language", "und")) for v in old.values()],
+                np.stack([v[2] for v in old.values()]), [chunk_language(v[1]) for v in old.values()],
             )
         return len(state), len(ids)

@@ -42,9 +42,9 @@ from typing import Any, Iterable, Protocol
 from llama_index.core.schema import BaseNode, TransformComponent
 from pydantic import Field, PrivateAttr
 
-logger = logging.getLogger(__name__)
+from babelrank.schema import UNDETERMINED
 
-UNDETERMINED = "und"
+logger = logging.getLogger(__name__)
 
 __all__ = [
     "UNDETERMINED",

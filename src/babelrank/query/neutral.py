@@ -66,6 +66,7 @@ from typing import Any
 
 import numpy as np
 
+from babelrank.schema import UNDETERMINED
 from babelrank.store.calibration import LanguageCalibration, is_unknown_language
 
 log = logging.getLogger(__name__)
@@ -133,7 +134,7 @@ class NeutralScorer:
         q = self._projected(query, lang)
         q2 = q * q
         stats = {b: (float(q @ mu), float(np.sqrt(q2 @ self._var[b]))) for b, mu in self._mu.items()}
-        stats["und"] = (float(q @ self._global), float(np.sqrt(q2 @ self._global_var)))
+        stats[UNDETERMINED] = (float(q @ self._global), float(np.sqrt(q2 @ self._global_var)))
         own_mean, own_spread = stats[lang]
         return {b: LanguageMap(max(0.0, own_mean - mean), own_mean, mean, own_spread / spread if spread > 1e-12 else 1.0)
                 for b, (mean, spread) in stats.items()}
@@ -170,6 +171,12 @@ def encode_languages(languages: Sequence[str]) -> tuple[np.ndarray, list[str]]:
     return codes.reshape(-1), [str(x) for x in names]
 
 
+def language_map(maps: Mapping[str, LanguageMap], language: str) -> LanguageMap:
+    """The map of chunks in `language`: its own, else the whole collection's (`UNDETERMINED`'s),
+    else the identity (nothing calibrated)."""
+    return maps.get(language, maps.get(UNDETERMINED, IDENTITY))
+
+
 def apply_maps(maps: Mapping[str, LanguageMap], cosines: np.ndarray, codes: np.ndarray, names: Sequence[str]) -> np.ndarray:
     """Neutral scores of raw `cosines`; chunk i is in language `names[codes[i]]` (raw where `maps` is empty)."""
     out = np.asarray(cosines, dtype=np.float64).copy()
@@ -178,7 +185,7 @@ def apply_maps(maps: Mapping[str, LanguageMap], cosines: np.ndarray, codes: np.n
     for code, lang in enumerate(names):
         rows = codes == code
         if rows.any():
-            out[rows] = maps.get(lang, maps.get("und", IDENTITY))(out[rows])
+            out[rows] = language_map(maps, lang)(out[rows])
     return out
 
 

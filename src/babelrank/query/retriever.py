@@ -12,13 +12,14 @@ import numpy as np
 from llama_index.core.retrievers import BaseRetriever
 from llama_index.core.schema import NodeWithScore, QueryBundle, TextNode
 
+from babelrank.config import flag_mode
 from babelrank.models.bi_encoder import BiEncoder
 from babelrank.models.language import LanguageDetector
 from babelrank.query.dedup import alternates, collapse_translations, default_threshold
 from babelrank.query.filters import build_where
 from babelrank.query.rerank import CrossEncoderReranker
 from babelrank.query.search import Searcher
-from babelrank.schema import HIDDEN_FROM_LLM
+from babelrank.schema import HIDDEN_FROM_LLM, UNDETERMINED, chunk_language
 from babelrank.store.calibration import CalibrationKeeper
 from babelrank.store.chroma import Hit
 
@@ -154,7 +155,7 @@ class BabelRetriever(BaseRetriever):
             logger.info("dedup is off: the collection holds fewer than %d chunks", MIN_DEDUP_CHUNKS)
             return None
         if mode == "auto":
-            known = [lang for lang in counts if lang != "und"]
+            known = [lang for lang in counts if lang != UNDETERMINED]
             if len(known) < 2:
                 return None
             if not calibrated:
@@ -180,7 +181,7 @@ class BabelRetriever(BaseRetriever):
         vector = self.encoder.encode_queries([query])[0]
         t1 = time.perf_counter()
         timings["embed"] = t1 - t0
-        scorer = self.searcher.scorer({True: "on", False: "off", None: None}[self.neutral])
+        scorer = self.searcher.scorer(flag_mode(self.neutral))
         threshold = self.dedup_threshold_in_use()
         hits = self.searcher.search(
             vector, detection.language, self.top_k, build_where(self.languages, self.where), scorer,
@@ -220,9 +221,9 @@ class BabelRetriever(BaseRetriever):
         """One node per group of translations / near duplicates among `hits` (see `babelrank.query.dedup`)."""
         if any(h.embedding is None for h in hits):
             raise RuntimeError("dedup needs the candidates' stored vectors (include_embeddings=True)")
-        languages = [str(h.metadata.get("language", "und")) for h in hits]
+        languages = [chunk_language(h.metadata) for h in hits]
         order = [lang for lang in [self.answer_language, *self.prefer_languages, query_language]
-                 if lang and lang != "und"]
+                 if lang and lang != UNDETERMINED]
         calibration = self.calibration.latest
         overall = calibration.global_centroid()
         centre = {lang: calibration.centroid(lang) if calibration.counts.get(lang, 0) >= MIN_DEDUP_CHUNKS else None

@@ -24,11 +24,11 @@ import numpy as np
 
 from babelrank.query.filters import language_filter, with_language
 from babelrank.query.neutral import (
-    IDENTITY,
     LanguageMap,
     NeutralScorer,
     apply_maps,
     encode_languages,
+    language_map,
 )
 from babelrank.store.calibration import CalibrationKeeper
 from babelrank.store.chroma import ChromaStore, Hit
@@ -121,9 +121,6 @@ class Searcher:
         `allowed` tests a chunk language when `where` constrains the language only (languages
         it refuses need no query of their own); every query carries the whole `where`.
         """
-        def score_map(language: str) -> LanguageMap:
-            return maps.get(language, maps.get("und", IDENTITY))
-
         fetch = max(k * NEUTRAL_OVERFETCH, NEUTRAL_MIN_FETCH)
         ids, cosines = self.store.nearest(vector, fetch, where)
         scores = apply_maps(maps, cosines, *encode_languages(self.store.languages(ids)))
@@ -132,13 +129,13 @@ class Searcher:
             kth = float(-np.partition(-scores, k - 1)[k - 1]) if len(scores) >= k else -np.inf
             seen = set(ids)
             for language in self.calibration.languages():
-                if (allowed is not None and not allowed(language)) or score_map(language)(floor) <= kth:
+                if (allowed is not None and not allowed(language)) or language_map(maps, language)(floor) <= kth:
                     continue
                 logger.debug("neutral search: extra query for %r", language)
                 more_ids, more = self.store.nearest(vector, k, with_language(language, where))
                 new = [i for i, cid in enumerate(more_ids) if cid not in seen]
                 ids = ids + [more_ids[i] for i in new]
-                scores = np.concatenate([scores, score_map(language)(more[new])])
+                scores = np.concatenate([scores, language_map(maps, language)(more[new])])
                 seen.update(more_ids)
         top = np.argsort(-scores, kind="stable")[:k]
         return self.store.hits([ids[i] for i in top], scores[top].tolist(), include_embeddings=include_embeddings)

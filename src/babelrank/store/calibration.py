@@ -21,6 +21,7 @@ from typing import Any, Callable
 
 import numpy as np
 
+from babelrank.schema import chunk_language
 from babelrank.store.chroma import CALIBRATION_KEY, ChromaStore
 
 logger = logging.getLogger(__name__)
@@ -251,7 +252,7 @@ class CalibrationKeeper:
         calibration = LanguageCalibration(self.dim)
         renewed = time.monotonic()
         for _, metas, vectors in self.store.iter_all(include_embeddings=True):
-            calibration.add(vectors, [str(m.get("language", "und")) for m in metas])
+            calibration.add(vectors, [chunk_language(m) for m in metas])
             if time.monotonic() - renewed > self.REBUILD_LEASE_SECONDS / 4:
                 self._update(partial(self._renew, token))
                 renewed = time.monotonic()
@@ -396,8 +397,10 @@ class CalibrationKeeper:
 
     def describe(self) -> dict[str, Any]:
         """Per-language chunk counts and whether each has a centroid."""
-        counts = self._calibration.counts
-        return {lang: {"chunks": n, "centroid": self._calibration.centroid(lang) is not None,
-                       "centroid_norm": None if self._calibration.centroid(lang) is None
-                       else round(float(np.linalg.norm(self._calibration.centroid(lang))), 4)}
-                for lang, n in sorted(counts.items())}
+        calibration = self._calibration  # one snapshot: a write may replace it meanwhile
+        out = {}
+        for lang, n in sorted(calibration.counts.items()):
+            centroid = calibration.centroid(lang)
+            out[lang] = {"chunks": n, "centroid": centroid is not None,
+                         "centroid_norm": None if centroid is None else round(float(np.linalg.norm(centroid)), 4)}
+        return out

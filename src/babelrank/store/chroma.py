@@ -18,6 +18,7 @@ from typing import Any, Callable, Iterator, Mapping, Sequence
 import numpy as np
 
 from babelrank.errors import ModelMismatchError
+from babelrank.schema import UNDETERMINED, chunk_language
 from babelrank.store.lock import FileLock, MetadataLock, lock_store
 from babelrank.store.mirror import VectorMirror
 
@@ -235,7 +236,7 @@ class ChromaStore:
     def upsert(self, ids: Sequence[str], embeddings: np.ndarray, texts: Sequence[str], metadatas: Sequence[Mapping[str, Any]]) -> None:
         """Insert or replace chunks."""
         limit = self.client.get_max_batch_size()
-        languages = [str(meta.get("language", "und")) for meta in metadatas]
+        languages = [chunk_language(meta) for meta in metadatas]
         self._languages.update(zip(ids, languages))
         for i in range(0, len(ids), limit):
             self.collection.upsert(
@@ -352,8 +353,8 @@ class ChromaStore:
         for i in range(0, len(missing), _PAGE):
             res = self._get(ids=missing[i : i + _PAGE], include=["metadatas"])
             for cid, meta in zip(res["ids"], res["metadatas"]):
-                cache[cid] = str((meta or {}).get("language", "und"))
-        return [cache.get(cid, "und") for cid in ids]
+                cache[cid] = chunk_language(meta)
+        return [cache.get(cid, UNDETERMINED) for cid in ids]
 
     def hits(self, ids: Sequence[str], scores: Sequence[float], include_embeddings: bool = False) -> list[Hit]:
         """Whole hits for some chunk ids, in the given order, with the given scores."""

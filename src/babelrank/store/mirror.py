@@ -15,6 +15,8 @@ from typing import Any, Callable, Iterator, Protocol, Sequence
 
 import numpy as np
 
+from babelrank.schema import chunk_language
+
 logger = logging.getLogger(__name__)
 
 Score = Callable[[np.ndarray, np.ndarray, list[str]], np.ndarray]
@@ -188,7 +190,7 @@ class VectorMirror:
             started = time.perf_counter()
             rows = _Rows(dim)
             for ids, metas, vectors in source.iter_all(include_embeddings=True):
-                rows.put(ids, vectors, [str(m.get("language", "und")) for m in metas])
+                rows.put(ids, vectors, [chunk_language(m) for m in metas])
             with self._lock:
                 if self._writes == writes:
                     self._rows = rows

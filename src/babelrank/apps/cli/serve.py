@@ -19,6 +19,7 @@ from babelrank.apps.cli.errors import UsageError
 from babelrank.apps.cli.output import PROG
 from babelrank.apps.cli.settings import server_settings_from_args, settings_from_args
 from babelrank.config import (
+    LOOPBACK_HOSTS,
     SERVE_CONFIG_ENV,
     ServerSettings,
     Settings,
@@ -31,7 +32,6 @@ logger = logging.getLogger(__name__)
 APP_FACTORY = "babelrank.apps.server:app_from_env"
 """The server's app factory, as uvicorn imports it (in each worker process)."""
 WILDCARD_HOSTS = ("0.0.0.0", "::", "")
-LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
 
 
 def cmd_serve(args: argparse.Namespace) -> int:

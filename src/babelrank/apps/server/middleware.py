@@ -9,7 +9,7 @@ from fastapi import FastAPI, HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from babelrank.apps.server.errors import ApiError, core_error_response
-from babelrank.config import ENV_PREFIX, ServerSettings
+from babelrank.config import ENV_PREFIX, LOOPBACK_HOSTS, ServerSettings
 
 
 def install_middleware(app: FastAPI, server: ServerSettings) -> None:
@@ -21,7 +21,6 @@ def install_middleware(app: FastAPI, server: ServerSettings) -> None:
                        hosts=server.allowed_hosts, origins=server.allowed_origins)
 
 
-LOOPBACK_HOSTS = ("localhost", "127.0.0.1", "::1")
 MULTIPART_PATHS = ("/v1/documents",)
 """Paths that take multipart/form-data besides JSON (file uploads); every other body must be JSON."""
 

@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import logging
-from collections import Counter
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
@@ -88,7 +86,7 @@ class Service:
         report = IngestReport()
         async with self.writing():
             for part in ingest_slices(docs, self.server.ingest_slice_chars):
-                add_report(report, await self.run(self.require_index().ingest_documents, part, progress=False, lane="write"))
+                await self.run(self.require_index().ingest_documents, part, progress=False, report=report, lane="write")
         return report
 
     def writing(self) -> asyncio.Lock:
@@ -121,15 +119,3 @@ def ingest_slices(docs: Sequence[SourceDocument], max_chars: int) -> list[list[S
             size += len(doc.text)
         slices[at].append(doc)
     return slices
-
-
-def add_report(total: IngestReport, part: IngestReport) -> None:
-    """Add the counts, languages and skipped inputs of ingest report `part` to `total`."""
-    for f in dataclasses.fields(total):
-        mine, theirs = getattr(total, f.name), getattr(part, f.name)
-        if isinstance(mine, Counter):
-            mine.update(theirs)
-        elif isinstance(mine, list):
-            mine.extend(theirs)
-        else:
-            setattr(total, f.name, mine + theirs)
