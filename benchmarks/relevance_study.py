@@ -312,12 +312,15 @@ def main() -> None:
     ap.add_argument("--model", default=E5, help="multilingual e5 folder (query:/passage: prompts)")
     ap.add_argument("--minilm", default=MINILM_DEFAULT, help="all-MiniLM-L6-v2 folder (English only)")
     ap.add_argument("--min-relevance", type=float, default=None, help="default: the module's DEFAULT_MIN_RELEVANCE")
+    ap.add_argument("--languages", default=",".join(LANGS),
+                    help="XQuAD languages of the multilingual collection (default: the issue's en,ru,de,es)")
     args = ap.parse_args()
+    langs = [x.strip() for x in args.languages.split(",") if x.strip()]
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     rows, cals = [], []
-    for model, langs, label in ((args.model, LANGS, "e5 en+ru+de+es"), (args.model, ["en"], "e5 en"),
-                                (args.minilm, ["en"], "MiniLM en")):
-        r, c = run_setting(args.data, model, langs, label, args.min_relevance)
+    for model, setting_langs, label in ((args.model, langs, "e5 " + "+".join(langs)), (args.model, ["en"], "e5 en"),
+                                        (args.minilm, ["en"], "MiniLM en")):
+        r, c = run_setting(args.data, model, setting_langs, label, args.min_relevance)
         rows += r
         cals.append(c)
     print(markdown(rows))
