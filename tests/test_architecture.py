@@ -7,7 +7,7 @@ Layers, low to high (a module may import its own unit and lower layers only):
     2  babelrank.store, babelrank.models
     3  babelrank.ingest, babelrank.query
     4  babelrank.index (the facade)
-    5  babelrank.evaluation
+    5  babelrank.evaluation, babelrank.tune
     6  babelrank.apps.cli, babelrank.apps.server
 
 Units of one layer do not import each other (store and models, ingest and query, the two
@@ -30,7 +30,7 @@ UNITS = {
     "babelrank.store": 2, "babelrank.models": 2,
     "babelrank.ingest": 3, "babelrank.query": 3,
     "babelrank.index": 4,
-    "babelrank.evaluation": 5,
+    "babelrank.evaluation": 5, "babelrank.tune": 5,
     "babelrank.apps.cli": 6, "babelrank.apps.server": 6,
 }
 MAX_LINES = 60
