@@ -15,7 +15,13 @@ from llama_index.core.schema import NodeWithScore, QueryBundle, TextNode
 from babelrank.config import flag_mode
 from babelrank.models.bi_encoder import BiEncoder
 from babelrank.models.language import LanguageDetector
-from babelrank.query.dedup import alternates, collapse_translations, default_threshold
+from babelrank.query.dedup import (
+    MIN_DEDUP_CHUNKS,
+    alternates,
+    collapse_translations,
+    default_threshold,
+    language_centres,
+)
 from babelrank.query.filters import build_where
 from babelrank.query.rerank import CrossEncoderReranker
 from babelrank.query.search import Searcher
@@ -24,11 +30,6 @@ from babelrank.store.calibration import CalibrationKeeper
 from babelrank.store.chroma import Hit
 
 logger = logging.getLogger(__name__)
-
-MIN_DEDUP_CHUNKS = 20
-"""Fewest chunks in a collection for dedup (its centred cosine needs collection centroids),
-and in a language for dedup to centre on that language's own centroid (else the whole
-collection's): two chunks centred on their own centroid become opposite vectors."""
 
 DEFAULT_PREFER_MARGIN = 0.05
 """How far (in score units) a preferred-language result may trail and still rank first."""
@@ -224,11 +225,7 @@ class BabelRetriever(BaseRetriever):
         languages = [chunk_language(h.metadata) for h in hits]
         order = [lang for lang in [self.answer_language, *self.prefer_languages, query_language]
                  if lang and lang != UNDETERMINED]
-        calibration = self.calibration.latest
-        overall = calibration.global_centroid()
-        centre = {lang: calibration.centroid(lang) if calibration.counts.get(lang, 0) >= MIN_DEDUP_CHUNKS else None
-                  for lang in set(languages)}
-        centres = np.stack([c if (c := centre[lang]) is not None else overall for lang in languages])
+        centres = language_centres(self.calibration.latest, languages)
         groups = collapse_translations(
             np.stack([h.embedding for h in hits]), [h.score for h in hits], languages, threshold,
             prefer_language=list(dict.fromkeys(order)), centres=centres,
