@@ -68,6 +68,22 @@ class FilterError(BabelrankError, ValueError):
     error_type = "validation_error"
 
 
+class NotImprovedError(BabelrankError):
+    """A tuned model is not better than its base on the held-out data (``--require-improvement``).
+
+    Exit code 3, so a script can tell "trained, but refused by the guard" from a failure.
+    `result` is the `babelrank.tune.api.TuneResult` with the before/after table.
+    """
+
+    exit_code = 3
+    http_status = 409
+    error_type = "not_improved"
+
+    def __init__(self, message: str, result: object = None) -> None:
+        super().__init__(message)
+        self.result = result
+
+
 @dataclass(frozen=True)
 class ErrorKind:
     """How the apps answer one exception."""
