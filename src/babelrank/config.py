@@ -42,6 +42,18 @@ TOP_N_MAX = 200
 """Most results one query may return (``top_n``, ``-n``)."""
 
 
+class DefaultModel(str):
+    """The default `Settings.embed_model`, marked as not chosen by anyone.
+
+    It reads as the model name it holds everywhere; only `Settings.embed_model_given` tells it
+    apart, so that a collection that remembers another model (after ``babelrank reindex``,
+    see `babelrank.store.aliases`) opens with that one instead of failing on the default.
+    """
+
+
+DEFAULT_EMBED_MODEL = DefaultModel("e5-small")
+
+
 @dataclass(frozen=True)
 class Settings:
     """Everything babelrank can be configured with.
@@ -51,7 +63,8 @@ class Settings:
 
     Attributes:
         embed_model: bi-encoder, as a preset name (see `babelrank.models.presets.PRESETS`), a model
-            hub id, or a local folder.
+            hub id, or a local folder. Unset (`DEFAULT_EMBED_MODEL`, e5-small), a collection
+            reindexed to another model (``babelrank reindex``) opens with that model.
         rerank_model: cross-encoder (preset, hub id or folder); `"none"` switches rerank off;
             `"auto"` uses the default cross-encoder when it can be loaded and otherwise
             retrieves without rerank (with a warning).
@@ -115,7 +128,7 @@ class Settings:
         progress: progress bars; None = only when stderr is a terminal.
     """
 
-    embed_model: str = "e5-small"
+    embed_model: str = DEFAULT_EMBED_MODEL
     rerank_model: str = "auto"
     model_dir: Path | None = None
     store_path: Path = Path(".babelrank/chroma")
@@ -189,6 +202,11 @@ class Settings:
         return dataclasses.replace(
             self, **{k: coerce_setting(k, v, hints[k]) if v is not None else v for k, v in changes.items()}
         )
+
+    @property
+    def embed_model_given(self) -> bool:
+        """Whether `embed_model` was set (keyword, flag, environment, config file), not left at its default."""
+        return not isinstance(self.embed_model, DefaultModel)
 
     def bi_encoder_options(self) -> dict[str, Any]:
         """Keyword arguments of `babelrank.models.bi_encoder.load_bi_encoder` (and of
@@ -344,7 +362,8 @@ def dump_serve_config(settings: Settings, server: ServerSettings) -> str:
     """Both settings of a server as one JSON object, for its worker processes (`load_serve_config`)."""
     def plain(obj: Any) -> dict[str, Any]:
         return {f.name: str(v) if isinstance(v, Path) else list(v) if isinstance(v, tuple) else v
-                for f in dataclasses.fields(obj) if (v := getattr(obj, f.name)) is not None}
+                for f in dataclasses.fields(obj)
+                if (v := getattr(obj, f.name)) is not None and not isinstance(v, DefaultModel)}  # unset stays unset
 
     return json.dumps({"settings": plain(settings), "server": plain(server)})
 

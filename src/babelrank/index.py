@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import logging
+import sys
 from collections import Counter
 from pathlib import Path
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any, Callable, Iterable, Mapping, Sequence
 
 from llama_index.core.schema import NodeWithScore
 
@@ -13,6 +14,7 @@ from babelrank.config import Settings, flag_mode
 from babelrank.errors import ConfigError
 from babelrank.ingest.chunking import TokenChunker
 from babelrank.ingest.pipeline import Ingestor, IngestReport
+from babelrank.ingest.reindex import Reindexer, ReindexProgress, ReindexReport
 from babelrank.ingest.sources import (
     SourceDocument,
     from_llama_documents,
@@ -28,6 +30,7 @@ from babelrank.query.rerank_loader import RerankerLoader
 from babelrank.query.retriever import BabelRetriever, SearchResult
 from babelrank.query.search import Searcher
 from babelrank.schema import chunk_language
+from babelrank.store.aliases import physical_name
 from babelrank.store.calibration import CalibrationKeeper
 from babelrank.store.chroma import ChromaStore
 from babelrank.store.lock import lock_store
@@ -67,6 +70,8 @@ class BabelIndex:
         s = self.settings
         early_lock = None if s.chroma_host else lock_store(s.store_path)  # a store in use fails before the model loads
         try:
+            if encoder is None and not s.embed_model_given:
+                self.settings = s = _remembered_model(s)
             self.encoder = encoder or load_bi_encoder(s.embed_model, **s.bi_encoder_options())
             self.store = ChromaStore(
                 s.collection, self.encoder.fingerprint(), path=s.store_path, host=s.chroma_host, port=s.chroma_port
@@ -75,14 +80,18 @@ class BabelIndex:
             if early_lock is not None:
                 early_lock.release()  # the store holds its own
         self.detector = make_detector(s.language_backend, s.expected_languages or None)
-        tokens = self._chunk_tokens()
-        self.chunker = TokenChunker(self.encoder.tokenizer, tokens, min(s.chunk_overlap, tokens // 4), lock=self.encoder.lock)
         self.rerankers = RerankerLoader(s, reranker)
-        self.calibration = CalibrationKeeper(self.store, self.encoder.dimension)
-        self.searcher = Searcher(self.store, self.calibration, neutral=s.neutral, scan_mb=s.neutral_scan_mb)
+        self.chunker, self.calibration, self.searcher = self._parts(self.encoder, self.store)
 
-    def _chunk_tokens(self) -> int:
-        enc = self.encoder
+    def _parts(self, encoder: BiEncoder, store: ChromaStore) -> tuple[TokenChunker, CalibrationKeeper, Searcher]:
+        """What depends on the model and the collection: chunker, language calibration, searcher."""
+        s = self.settings
+        tokens = self._chunk_tokens(encoder)
+        chunker = TokenChunker(encoder.tokenizer, tokens, min(s.chunk_overlap, tokens // 4), lock=encoder.lock)
+        calibration = CalibrationKeeper(store, encoder.dimension)
+        return chunker, calibration, Searcher(store, calibration, neutral=s.neutral, scan_mb=s.neutral_scan_mb)
+
+    def _chunk_tokens(self, enc: BiEncoder) -> int:
         budget = enc.max_seq_length - enc.special_tokens() - enc.prompt_tokens(enc.document_prompt)
         wanted = self.settings.chunk_tokens or min(DEFAULT_CHUNK_TOKENS, budget)
         if wanted > budget:
@@ -264,6 +273,52 @@ class BabelIndex:
 
         return RetrieverQueryEngine.from_args(self.as_retriever(**kwargs), llm=llm)
 
+    # ---- reindex ------------------------------------------------------------------------
+    def reindex(
+        self, embed_model: str, *, keep_old: bool = False, batch_size: int | None = None, progress: bool | None = None,
+        on_batch: Callable[[ReindexProgress], None] | None = None, encoder: BiEncoder | None = None,
+    ) -> ReindexReport:
+        """Re-embed the collection with another model, then switch this index and the collection's name to it.
+
+        The chunks are copied into a new physical collection (`babelrank.ingest.reindex`);
+        until the copy is complete and the name points to it (one atomic write,
+        `babelrank.store.aliases`), this index, its queries and every other process keep
+        using the old collection. A run that is interrupted loses nothing: the next one
+        continues it. The collection then remembers `embed_model`: it opens with it when
+        `Settings.embed_model` is left unset. Retrievers made before keep the old model; make new ones.
+
+        Args:
+            embed_model: the new model (preset, hub id or folder; remembered as given).
+            keep_old: keep the old physical collection (default: delete it after the switch).
+            batch_size: chunks per model call (default `embed_batch_size`); a continued run keeps its first one.
+            progress: show a progress bar (None = `settings.progress`).
+            on_batch: called after each batch written (queries may run meanwhile).
+            encoder: the new model, already loaded (instead of loading `embed_model`).
+
+        Returns:
+            The report; `switched` is False when the collection already uses `embed_model`.
+
+        Raises:
+            ConfigError: `chunk_tokens` does not fit the new model.
+        """
+        s = self.settings
+        new = encoder or load_bi_encoder(embed_model, **s.bi_encoder_options())
+        self._chunk_tokens(new)  # fails before any work when chunk_tokens does not fit the new model
+        report, target = _copy(self.store, new, embed_model, s, batch_size,
+                               self._progress(progress), on_batch)
+        if target is None:
+            return report
+        old = self.store
+        parts = self._parts(new, target)
+        self.settings = s.replace(embed_model=embed_model)
+        self.encoder, self.store, (self.chunker, self.calibration, self.searcher) = new, target, parts
+        _retire(old, keep_old, report)
+        return report
+
+    def _progress(self, progress: bool | None) -> bool:
+        wanted = self.settings.progress if progress is None else progress
+        return sys.stderr.isatty() if wanted is None else wanted
+
     # ---- info ---------------------------------------------------------------------------
     def info(self) -> dict[str, Any]:
         """Collection statistics: chunks and documents per language, model, store."""
@@ -274,6 +329,7 @@ class BabelIndex:
             docs.update(str(m["doc_id"]) for m in metas)
         return {
             "collection": self.store.name,
+            "physical_collection": self.store.physical,
             "store": self.store.location,
             "chunks": sum(languages.values()),
             "documents": len(docs),
@@ -283,3 +339,93 @@ class BabelIndex:
             "neutral": {"mode": self.settings.neutral, "active": self.neutral_scorer() is not None,
                         "calibration": self.calibration.describe()},
         }
+
+
+def _remembered_model(settings: Settings) -> Settings:
+    """`settings` with the model the collection was reindexed to, when it remembers one."""
+    alias = ChromaStore.remembered(settings.collection, path=settings.store_path,
+                                   host=settings.chroma_host, port=settings.chroma_port)
+    if alias is None or not alias.model:
+        return settings
+    logger.info("collection %r was reindexed to %s: opening it with that model", settings.collection, alias.model)
+    return settings.replace(embed_model=alias.model)
+
+
+def reindex_collection(
+    settings: Settings, embed_model: str, *, keep_old: bool = False, batch_size: int | None = None,
+    progress: bool = False, on_batch: Callable[[ReindexProgress], None] | None = None,
+) -> ReindexReport:
+    """Re-embed the collection of `settings` with `embed_model` without loading its current model.
+
+    What ``babelrank reindex`` runs: as `BabelIndex.reindex`, for a collection that no
+    `BabelIndex` of this process has open (its current model need not be known or loadable).
+
+    Args:
+        settings: where the collection is (`collection`, `store_path` or a Chroma server) and
+            how models load; its `embed_model` is not used.
+        embed_model, keep_old, batch_size, progress, on_batch: as in `BabelIndex.reindex`.
+
+    Returns:
+        The report.
+
+    Raises:
+        ValueError: the collection does not exist.
+        StoreLockedError: another process holds the embedded store.
+    """
+    s = settings
+    early_lock = None if s.chroma_host else lock_store(s.store_path)  # a store in use fails before the model loads
+    try:
+        source = ChromaStore(s.collection, None, path=s.store_path, host=s.chroma_host, port=s.chroma_port)
+    finally:
+        if early_lock is not None:
+            early_lock.release()
+    try:
+        encoder = load_bi_encoder(embed_model, **s.bi_encoder_options())
+        report, target = _copy(source, encoder, embed_model, s, batch_size, progress, on_batch)
+    except BaseException:
+        source.close()
+        raise
+    if target is not None:
+        target.close()
+    _retire(source, keep_old or target is None, report)
+    return report
+
+
+def _copy(
+    source: ChromaStore, encoder: BiEncoder, model: str, settings: Settings, batch_size: int | None,
+    progress: bool, on_batch: Callable[[ReindexProgress], None] | None,
+) -> tuple[ReindexReport, ChromaStore | None]:
+    """Copy `source` into the physical collection of `encoder`'s model and point the name at it.
+
+    Returns:
+        The report and the target store (None, and nothing done, when `source` already has that model).
+    """
+    fingerprint = encoder.fingerprint()
+    report = ReindexReport(source.name, model, source.physical, physical_name(source.name, fingerprint))
+    if source.built_with(fingerprint):
+        logger.info("collection %r already uses %s: nothing to reindex", source.name, model)
+        report.target = source.physical
+        return report, None
+    s = settings
+    target = ChromaStore(source.name, fingerprint, path=s.store_path, host=s.chroma_host, port=s.chroma_port,
+                         physical=report.target)
+    try:
+        Reindexer(source, target, encoder, batch_size=batch_size or s.embed_batch_size, progress=progress,
+                  on_batch=on_batch).run(report)
+        source.point_to(target, model)
+    except BaseException:
+        target.close()
+        raise
+    report.switched = True
+    logger.info("collection %r now stands for %r (model %s)", source.name, target.physical, model)
+    return report, target
+
+
+def _retire(old: ChromaStore, keep: bool, report: ReindexReport) -> None:
+    """Close the old physical collection after a switch, deleting it unless `keep`."""
+    if keep or not report.switched:
+        old.close()
+        return
+    old.drop()
+    report.dropped = True
+    logger.info("deleted the old physical collection %r", old.physical)

@@ -1,6 +1,8 @@
 """The Chroma collection: fingerprint check, collection metadata, upserts, deletes, reads and search.
 
-`ChromaStore` is the one object that talks to Chroma. It keeps two caches in step with its own
+`ChromaStore` is the one object that talks to Chroma. It opens a collection by the name users
+give and works on the physical Chroma collection behind it (the same name, or where a
+reindex pointed it: `babelrank.store.aliases`). It keeps two caches in step with its own
 writes: the language tag of each chunk id (`languages`) and, for exact scans, an in-memory
 copy of the vectors (`mirror`, see `babelrank.store.mirror`). The locks it takes are in
 `babelrank.store.lock`.
@@ -19,6 +21,7 @@ import numpy as np
 
 from babelrank.errors import ModelMismatchError
 from babelrank.schema import UNDETERMINED, chunk_language
+from babelrank.store.aliases import Alias, read_alias, write_alias
 from babelrank.store.lock import FileLock, MetadataLock, lock_store
 from babelrank.store.mirror import VectorMirror
 
@@ -75,6 +78,34 @@ class StoredDoc:
         return self.chunk_count == len(self.chunk_ids)
 
 
+def connect(path: Path | None, host: str | None, port: int) -> tuple[Any, str, FileLock | None]:
+    """A Chroma client: `(client, location, lock)`; embedded at `path` (taking its lock) unless `host` is given.
+
+    Raises:
+        ConnectionError: the server cannot be reached.
+        StoreLockedError: another process holds the embedded store.
+    """
+    import chromadb
+    from chromadb.config import Settings as ChromaSettings
+
+    chroma_settings = ChromaSettings(anonymized_telemetry=False)
+    if host:
+        location = f"http://{host}:{port}"
+        try:
+            client = chromadb.HttpClient(host=host, port=port, settings=chroma_settings)
+            client.heartbeat()
+        except Exception as exc:
+            raise ConnectionError(f"cannot reach the Chroma server at {location}: {exc}") from None
+        return client, location, None
+    lock = lock_store(path)
+    location = str(lock.path.parent)
+    try:
+        return chromadb.PersistentClient(path=location, settings=chroma_settings), location, lock
+    except BaseException:
+        lock.release()
+        raise
+
+
 def _retrying(read: Callable[[], Any]) -> Any:
     """`read()`, tried again after Chroma's internal errors (see `_READ_TRIES`)."""
     from chromadb.errors import InternalError
@@ -94,54 +125,75 @@ class ChromaStore:
 
     Opens an embedded `PersistentClient` at `path`, or an `HttpClient` when `host` is given.
     The collection records the embedding model's fingerprint and refuses any other model.
+
+    Args:
+        collection: the collection's name as users give it.
+        fingerprint: the embedding model's (`BiEncoder.fingerprint`); None = open an existing
+            collection whatever its model (to read it, as a reindex does).
+        path, host, port: the embedded store's folder, or a Chroma server.
+        physical: open this physical collection of `collection` (created when missing)
+            instead of the one its name points to (a reindex's target).
     """
 
     def __init__(
         self,
         collection: str,
-        fingerprint: Mapping[str, str | int],
+        fingerprint: Mapping[str, str | int] | None,
         *,
         path: Path | None = None,
         host: str | None = None,
         port: int = 8000,
+        physical: str | None = None,
     ) -> None:
-        import chromadb
-        from chromadb.config import Settings as ChromaSettings
-
-        self._lock: FileLock | None = None
-        chroma_settings = ChromaSettings(anonymized_telemetry=False)
-        if host:
-            self.location = f"http://{host}:{port}"
-            try:
-                self.client = chromadb.HttpClient(host=host, port=port, settings=chroma_settings)
-                self.client.heartbeat()
-            except Exception as exc:
-                raise ConnectionError(f"cannot reach the Chroma server at {self.location}: {exc}") from None
-        else:
-            self._lock = lock_store(path)
-            self.location = str(self._lock.path.parent)
-            self.client = chromadb.PersistentClient(path=self.location, settings=chroma_settings)
+        self.client, self.location, self._lock = connect(path, host, port)
         self.name = collection
+        """The collection's name as users give it (stable across reindexes)."""
+        self.alias = read_alias(self.client, collection) if physical is None else None
+        """Where the name points after a reindex (None: the name is its own physical collection)."""
+        self.physical = physical or (self.alias.target if self.alias else collection)
+        """The Chroma collection that holds the chunks (see `babelrank.store.aliases`)."""
         # chunk id -> language tag, filled lazily by `languages`, kept in step by this
         # object's writes and dropped by `reload` (writes of other processes to a server)
         self._languages: dict[str, str] = {}
         self.mirror = VectorMirror(self)
         """Every vector and language tag in memory, for exact scans (read on first use by a
         collection small enough for it); kept in step and dropped like the language cache."""
-        self._meta_lock = MetadataLock(self.client, collection, self.location, shared=self._lock is None)
-        self.fingerprint = {FINGERPRINT_PREFIX + k: v for k, v in fingerprint.items()}
+        self._meta_lock = MetadataLock(self.client, self.physical, self.location, shared=self._lock is None)
         try:
-            self.collection = self.client.get_or_create_collection(
-                collection,
-                metadata=dict(self.fingerprint),
-                configuration={"hnsw": {"space": "cosine", "ef_construction": HNSW_EF, "ef_search": HNSW_EF}},
-                embedding_function=None,
-            )
+            self.collection = self._open(fingerprint)
         except Exception as exc:
             self.close()
+            if isinstance(exc, ValueError):
+                raise
             raise ValueError(f"cannot open collection {collection!r}: {exc}") from None
+        self.fingerprint = {FINGERPRINT_PREFIX + k: v for k, v in (fingerprint or {}).items()}
         self._check_fingerprint()
         self._widen_search()
+
+    def _open(self, fingerprint: Mapping[str, str | int] | None) -> Any:
+        """The physical collection: created when missing, unless `fingerprint` is None or an alias names it."""
+        if fingerprint is None or self.alias is not None:
+            try:
+                return self.client.get_collection(self.physical, embedding_function=None)
+            except Exception:
+                where = f"its reindexed Chroma collection {self.physical!r}" if self.alias else "it"
+                raise ValueError(f"collection {self.name!r} at {self.location}: {where} does not exist") from None
+        return self.client.get_or_create_collection(
+            self.physical,
+            metadata={FINGERPRINT_PREFIX + k: v for k, v in fingerprint.items()},
+            configuration={"hnsw": {"space": "cosine", "ef_construction": HNSW_EF, "ef_search": HNSW_EF}},
+            embedding_function=None,
+        )
+
+    @staticmethod
+    def remembered(collection: str, *, path: Path | None = None, host: str | None = None, port: int = 8000) -> Alias | None:
+        """The pointer of `collection` (with the model it was reindexed to), read before any model is loaded."""
+        client, _, lock = connect(path, host, port)
+        try:
+            return read_alias(client, collection)
+        finally:
+            if lock is not None:
+                lock.release()
 
     def _widen_search(self) -> None:
         """Raise ef_search of a collection created with a narrower one (ef_construction is fixed at creation)."""
@@ -152,6 +204,11 @@ class ChromaStore:
         except Exception as exc:  # older servers or non-HNSW indexes: keep what is there
             logger.debug("could not raise ef_search of %s: %s", self.name, exc)
 
+    def built_with(self, fingerprint: Mapping[str, str | int]) -> bool:
+        """Whether the collection records exactly this model fingerprint (`BiEncoder.fingerprint`)."""
+        stored = self.collection.metadata or {}
+        return all(stored.get(FINGERPRINT_PREFIX + k) == v for k, v in fingerprint.items())
+
     def _check_fingerprint(self) -> None:
         stored = self.collection.metadata or {}
         diffs = [
@@ -161,10 +218,12 @@ class ChromaStore:
         ]
         if diffs:
             self.close()
+            model = self.alias.model if self.alias else stored.get(FINGERPRINT_PREFIX + "model")
+            remembered = " (the collection remembers it: leave --embed-model / BABELRANK_EMBED_MODEL unset)" if self.alias else ""
             raise ModelMismatchError(
                 f"collection {self.name!r} at {self.location} was built with embedding model "
-                f"{stored.get(FINGERPRINT_PREFIX + 'model')!r} ({'; '.join(diffs)}). "
-                "Use that model, another collection name, or delete the collection and re-ingest."
+                f"{model!r} ({'; '.join(diffs)}). Use that model{remembered}, another collection name, "
+                f"or re-embed the collection with the new model: `babelrank reindex --to-model MODEL`."
             )
 
     def close(self) -> None:
@@ -192,7 +251,16 @@ class ChromaStore:
         caches are dropped only when it changed.
         """
         before = self.collection.metadata
-        self.collection = self.client.get_collection(self.name, embedding_function=None)
+        try:
+            self.collection = self.client.get_collection(self.physical, embedding_function=None)
+        except Exception as exc:
+            moved = read_alias(self.client, self.name)
+            if moved is None or moved.target == self.physical:
+                raise
+            raise ModelMismatchError(
+                f"collection {self.name!r} at {self.location} was reindexed to embedding model {moved.model!r} "
+                f"by another process ({exc}); open it again (restart the server) to use it"
+            ) from None
         if self.collection.metadata != before:
             self._languages.clear()
             self.mirror.invalidate()
@@ -208,6 +276,30 @@ class ChromaStore:
         meta[key] = json.dumps(value)
         meta.pop("hnsw:space", None)
         self.collection.modify(metadata=meta)
+
+    def point_to(self, target: "ChromaStore", model: str) -> Alias:
+        """Make this collection's name stand for `target`'s physical collection, in one atomic write.
+
+        Args:
+            target: the store of the new physical collection (written completely).
+            model: the embedding model of `target`, as it is to be loaded (remembered by the name).
+
+        Returns:
+            The pointer written (its `previous` is this store's physical collection).
+        """
+        alias = Alias(self.name, target.physical, model, self.physical)
+        write_alias(self.client, alias)
+        return alias
+
+    def drop(self) -> None:
+        """Delete this store's physical collection (refused while the collection's name points to it)."""
+        current = read_alias(self.client, self.name)
+        if (current.target if current else self.name) == self.physical:
+            raise ValueError(f"collection {self.name!r} stands for {self.physical!r}; it cannot be dropped")
+        self.client.delete_collection(self.physical)
+        self._languages.clear()
+        self.mirror.invalidate()
+        self.close()
 
     def update_meta(self, key: str, change: Callable[[Any], Any]) -> Any:
         """Replace a JSON value in the collection metadata by `change(current)`, one process at a time.

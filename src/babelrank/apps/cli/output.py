@@ -132,8 +132,8 @@ def _result_source(meta: dict[str, Any]) -> str:
     return source
 
 
-INFO_KEYS = ("collection", "store", "model", "dimension", "query_prompt", "document_prompt", "chunk_tokens",
-             "rerank_model", "backend", "language_backend", "documents", "chunks")
+INFO_KEYS = ("collection", "physical_collection", "store", "model", "dimension", "query_prompt", "document_prompt",
+             "chunk_tokens", "rerank_model", "backend", "language_backend", "documents", "chunks")
 """The statistics `info_text` shows first, in this order."""
 
 

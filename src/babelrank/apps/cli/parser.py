@@ -9,6 +9,7 @@ from typing import Callable
 from babelrank.apps.cli.commands import cmd_delete, cmd_info, cmd_ingest, cmd_query
 from babelrank.apps.cli.evaluation import register as register_eval_commands
 from babelrank.apps.cli.output import PROG
+from babelrank.apps.cli.reindex import add_reindex
 from babelrank.apps.cli.serve import cmd_serve
 from babelrank.config import BACKENDS, CONFIG_ENV, MODES, TOP_K_MAX, TOP_N_MAX, VERSION
 from babelrank.models.language import parse_language_code, parse_language_codes
@@ -33,7 +34,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {VERSION}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", title="commands")
-    for add in (_add_ingest, _add_query, _add_info, _add_delete, _add_serve):
+    for add in (_add_ingest, _add_query, _add_info, _add_delete, add_reindex, _add_serve):
         add(sub, common)
     register_eval_commands(sub, parents=[add_output_options(argparse.ArgumentParser(add_help=False))])
     return parser
