@@ -113,6 +113,8 @@ def test_parallel_tsv_anchor_is_the_pivot_side(tmp_path: Path) -> None:
     assert no_pivot[0] == Example(RU, EN, None, "ru", "uk", "parallel")
     with pytest.raises(ConfigError, match="give the languages"):
         read_parallel(path)
+    with pytest.raises(ConfigError, match="two languages"):
+        read_parallel(path, languages=["ru", "en", "uk"])
 
 
 def test_parallel_tsv_bad_line(tmp_path: Path) -> None:
@@ -130,6 +132,7 @@ def test_parallel_tatoeba_folder_and_file(tmp_path: Path) -> None:
     assert TrainingData(everything).counts() == {"parallel": {"en-ru": 1, "en-uk": 2}}
     assert Example(EN, UK, None, "en", "uk", "parallel") in everything
     assert read_parallel(tmp_path / "tatoeba.ukr-eng.eng") == read_parallel(tmp_path, languages=["uk", "en"])
+    assert read_parallel(tmp_path, languages=["uk", "ru"]) == everything
     assert [e.anchor for e in read_parallel(tmp_path / "tatoeba.rus-eng.rus", pivot=None)] == [RU]
     with pytest.raises(ConfigError, match="no Tatoeba pair"):
         read_parallel(tmp_path, languages=["de", "en"])

@@ -222,11 +222,13 @@ def parse_parallel_spec(spec: str) -> ParallelSpec:
     return ParallelSpec(Path(match.group(3)), (_code(match.group(1)), _code(match.group(2))))
 
 
-def _two_codes(languages: Sequence[str]) -> tuple[str, str]:
-    codes = [_code(x) for x in languages]
-    if len(codes) != 2:
-        raise ConfigError(f"parallel text needs two languages, got {codes}")
-    return codes[0], codes[1]
+def _two(path: Path, languages: Sequence[str] | None) -> tuple[str, str]:
+    """The two column languages of a TSV file of parallel text."""
+    if languages is None:
+        raise ConfigError(f"{path}: give the languages of its two columns, e.g. ru-en:{path}")
+    if len(languages) != 2:
+        raise ConfigError(f"{path}: a TSV file of parallel text has two languages, got {list(languages)}")
+    return languages[0], languages[1]
 
 
 def _oriented(first: str, second: str, languages: tuple[str, str], pivot: str | None, source: str) -> Example:
@@ -256,7 +258,7 @@ def _read_tatoeba(data_dir: Path, lang3: str, pivot: str | None) -> list[Example
     return [_oriented(src, eng, (pair.lang, "en"), pivot, "parallel") for src, eng in zip(pair.source, pair.english)]
 
 
-def _tatoeba_languages(folder: Path, languages: tuple[str, str] | None) -> list[str]:
+def _tatoeba_languages(folder: Path, languages: Sequence[str] | None) -> list[str]:
     """The ISO 639-3 codes of the folder's Tatoeba pairs, those of `languages` when given."""
     available = available_tatoeba_languages(folder)
     if languages is None:
@@ -277,7 +279,8 @@ def read_parallel(spec: str | Path | ParallelSpec, languages: Sequence[str] | No
             a folder of Tatoeba LASER pairs (`tatoeba.<xxx>-eng.<xxx>` / `.eng`; every pair,
             or those of `languages`), one file of such a pair (either side), or a TSV file
             `source<TAB>target` (needs its two languages).
-        languages: the two languages of a TSV file's columns (overrides the spec's).
+        languages: the two languages of a TSV file's columns (overrides the spec's); for
+            a Tatoeba folder, the languages whose pairs to read (e.g. ["uk", "ru"]).
         pivot: the language whose side is the anchor when a pair has it (None: the first
             column, or the non-English side of Tatoeba).
 
@@ -290,17 +293,15 @@ def read_parallel(spec: str | Path | ParallelSpec, languages: Sequence[str] | No
     """
     if not isinstance(spec, ParallelSpec):
         spec = parse_parallel_spec(str(spec)) if isinstance(spec, str) else ParallelSpec(Path(spec))
-    given = _two_codes(languages) if languages is not None else spec.languages
+    given = [_code(x) for x in languages] if languages is not None else spec.languages
     pivot = _code(pivot) if pivot else None
     path, match = spec.path, _TATOEBA_FILE.fullmatch(spec.path.name)
     if path.is_dir():
         examples = [ex for lang3 in _tatoeba_languages(path, given) for ex in _read_tatoeba(path, lang3, pivot)]
     elif match:
         examples = _read_tatoeba(path.parent, match.group(1), pivot)
-    elif given is None:
-        raise ConfigError(f"{path}: give the languages of its two columns, e.g. ru-en:{path}")
     else:
-        examples = _read_parallel_tsv(path, given, pivot)
+        examples = _read_parallel_tsv(path, _two(path, given), pivot)
     logger.info("%s: %d sentence pairs %s", path, len(examples),
                 TrainingData(examples).counts().get("parallel", {}))
     return examples
