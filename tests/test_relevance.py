@@ -1,19 +1,15 @@
-"""Unit tests of benchmarks/relevance_method.py, the relevance method of #17 (pure; synthetic numbers, no model)."""
+"""Unit tests of babelrank.query.relevance, the relevance method (pure; synthetic numbers, no model)."""
 
 from __future__ import annotations
 
 import json
 import math
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))  # the #17 method, not wired into the package yet
-
-from relevance_method import (  # noqa: E402
-    DEFAULT_MIN_RELEVANCE,
+from babelrank.config import DEFAULT_MIN_RELEVANCE
+from babelrank.query.relevance import (
     RelevanceCalibration,
     answerable,
     expected_null_max,

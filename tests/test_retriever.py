@@ -26,7 +26,7 @@ def index(make_index):
 def test_results_carry_both_scores_and_metadata(index) -> None:
     result = index.search("червоний автомобіль")
     assert len(result.nodes) == 3
-    assert result.query_language in {"uk", "und"} and set(result.timings) == {"embed", "search", "rerank"}
+    assert result.query_language in {"uk", "und"} and set(result.timings) == {"embed", "search", "relevance", "rerank"}
     scores = [n.score for n in result.nodes]
     assert scores == sorted(scores, reverse=True)
     for n in result.nodes:

@@ -31,7 +31,7 @@ DATA = Path(__file__).resolve().parents[1] / "examples" / "data"
 
 def _settings(tiny_models: dict[str, Path], store: Path, **extra: Any) -> Settings:
     values = {"embed_model": str(tiny_models["bi"]), "rerank_model": str(tiny_models["cross"]),
-              "store_path": store, "progress": False, **extra}
+              "store_path": store, "progress": False, "min_relevance": "none", **extra}  # see conftest's _clean_env
     return Settings.from_env(env={}, **values)
 
 
@@ -102,6 +102,16 @@ def test_query_filters_and_no_rerank(client: TestClient) -> None:
     assert all(r["rerank_score"] is None for r in body["results"])
     body = client.post("/v1/query", json={"query": "ринок", "top_k": 30, "where": {"topic": "places"}}).json()
     assert body["results"] and all(r["metadata"]["topic"] == "places" for r in body["results"])
+
+
+def test_query_relevance_and_no_answer(client: TestClient) -> None:
+    body = client.post("/v1/query", json={"query": "bridge over the river", "min_relevance": 0}).json()
+    assert body["answerable"] is True and body["results"]
+    assert all(0.0 <= r["relevance"] <= 1.0 for r in body["results"])
+    body = client.post("/v1/query", json={"query": "bridge over the river", "min_relevance": 1}).json()
+    assert body["answerable"] is False and body["results"] == []
+    bad = client.post("/v1/query", json={"query": "x", "min_relevance": 1.5})
+    assert bad.status_code == 422 and "min_relevance" in bad.text
 
 
 @pytest.mark.parametrize(

@@ -236,6 +236,8 @@ def test_a_query_does_not_wait_for_one_long_document(make_index: Callable[..., B
         return real(texts, prompt, batch_size, progress)
 
     monkeypatch.setattr(index.encoder, "_encode_locked", slow)
+    # counted here: the ingest's slices (the relevance fit after it slices the same way, see test_relevance_wiring.py)
+    monkeypatch.setattr(index.relevance, "refresh", lambda: None)
     text = " ".join(f"Sentence {i} tells of rivers, mills and the bridge {i}." for i in range(400))
     app = create_app(index=index, server_settings=ServerSettings())
 

@@ -35,6 +35,14 @@ NO_RERANKER = frozenset({"none", "off", ""})
 """Values of `rerank_model` that switch rerank off."""
 DedupMode = Literal["auto", "on", "off"]
 
+DEFAULT_MIN_RELEVANCE = 0.5
+"""Results whose relevance is below it are dropped, and a search with none at or above it is
+not answerable. 0.5 is "more likely relevant than not" under the relevance calibration's even
+prior odds (`babelrank.query.relevance`); it is not fitted to any labelled set."""
+
+DEFAULT_NO_ANSWER = "The collection holds no answer to this question."
+"""The query engine's answer when no result passes `min_relevance` (the LLM is not called)."""
+
 # Bounds of one query's options, shared by the HTTP API's request model and the CLI's flags (least: 1).
 TOP_K_MAX = 1000
 """Most candidates one query may fetch from the vector store (``k``/``top_k``, ``-k``)."""
@@ -125,6 +133,12 @@ class Settings:
             0.61 for multilingual-e5-small); measure your own with
             `benchmarks/dedup_threshold.py --model PATH --data TATOEBA_DIR`.
         min_score: drop results whose final score is below this.
+        min_relevance: drop results whose `relevance` (the calibrated probability that the
+            chunk is relevant, `babelrank.query.relevance`) is below this, before rerank; a
+            search with none left returns no results and `answerable: false`. None (``none``)
+            keeps every result; `answerable` then uses `DEFAULT_MIN_RELEVANCE`.
+        no_answer_message: what the llama-index query engine answers, without calling the
+            LLM, when no result is left.
         progress: progress bars; None = only when stderr is a terminal.
     """
 
@@ -157,6 +171,8 @@ class Settings:
     dedup: DedupMode = "auto"
     dedup_threshold: float | None = None
     min_score: float | None = None
+    min_relevance: float | None = DEFAULT_MIN_RELEVANCE
+    no_answer_message: str = DEFAULT_NO_ANSWER
     progress: bool | None = None
 
     def __post_init__(self) -> None:
@@ -188,6 +204,8 @@ class Settings:
             raise ConfigError(f"dedup_threshold is a cosine in [-1, 1], got {self.dedup_threshold}")
         if not self.collection.strip():
             raise ConfigError("collection name must not be empty")
+        if self.min_relevance is not None and not 0.0 <= self.min_relevance <= 1.0:
+            raise ConfigError(f"min_relevance is a probability in [0, 1] (or none), got {self.min_relevance}")
 
     @classmethod
     def from_env(
@@ -254,14 +272,15 @@ def parse_setting(name: str, raw: str, tp: Any) -> Any:
         if lowered in {"0", "false", "no", "off"}:
             return False
         raise ConfigError(f"{ENV_PREFIX}{name.upper()}={raw!r} is not a boolean (use 1/0, true/false)")
-    if raw.strip().lower() == "none" and base in (int, float) and type(None) in get_args(tp):
-        return None
     return coerce_setting(name, raw, tp)
 
 
 def coerce_setting(name: str, value: Any, tp: Any) -> Any:
-    """A keyword or config-file value of setting `name` as type `tp` (ConfigError when it cannot be)."""
+    """A keyword or config-file value of setting `name` as type `tp` (ConfigError when it cannot be);
+    ``"none"`` is None for a number that may be None."""
     base = _base_type(tp)
+    if isinstance(value, str) and value.strip().lower() == "none" and base in (int, float) and type(None) in get_args(tp):
+        return None
     try:
         if get_origin(base) is tuple or base is tuple:
             if isinstance(value, str):

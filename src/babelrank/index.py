@@ -24,7 +24,9 @@ from babelrank.ingest.sources import (
 )
 from babelrank.models.bi_encoder import BiEncoder, load_bi_encoder
 from babelrank.models.language import make_detector
+from babelrank.query.engine import BabelQueryEngine
 from babelrank.query.neutral import NeutralScorer
+from babelrank.query.relevance_fit import RelevanceKeeper
 from babelrank.query.rerank import CrossEncoderReranker
 from babelrank.query.rerank_loader import RerankerLoader
 from babelrank.query.retriever import BabelRetriever, SearchResult
@@ -36,6 +38,9 @@ from babelrank.store.chroma import ChromaStore
 from babelrank.store.lock import lock_store
 
 logger = logging.getLogger(__name__)
+
+SETTING: Any = object()
+"""Default of a query option whose None means something of its own: take the value from `settings`."""
 
 DEFAULT_CHUNK_TOKENS = 256
 """Chunk size when `Settings.chunk_tokens` is unset (or the model's limit, when that is less)."""
@@ -81,15 +86,17 @@ class BabelIndex:
                 early_lock.release()  # the store holds its own
         self.detector = make_detector(s.language_backend, s.expected_languages or None)
         self.rerankers = RerankerLoader(s, reranker)
-        self.chunker, self.calibration, self.searcher = self._parts(self.encoder, self.store)
+        self.chunker, self.calibration, self.searcher, self.relevance = self._parts(self.encoder, self.store)
+        self.relevance.refresh()  # a collection from before relevance, or changed by an older version
 
-    def _parts(self, encoder: BiEncoder, store: ChromaStore) -> tuple[TokenChunker, CalibrationKeeper, Searcher]:
-        """What depends on the model and the collection: chunker, language calibration, searcher."""
+    def _parts(self, encoder: BiEncoder, store: ChromaStore) -> tuple[TokenChunker, CalibrationKeeper, Searcher, RelevanceKeeper]:
+        """What depends on the model and the collection: chunker, language calibration, searcher, relevance."""
         s = self.settings
         tokens = self._chunk_tokens(encoder)
         chunker = TokenChunker(encoder.tokenizer, tokens, min(s.chunk_overlap, tokens // 4), lock=encoder.lock)
         calibration = CalibrationKeeper(store, encoder.dimension)
-        return chunker, calibration, Searcher(store, calibration, neutral=s.neutral, scan_mb=s.neutral_scan_mb)
+        searcher = Searcher(store, calibration, neutral=s.neutral, scan_mb=s.neutral_scan_mb)
+        return chunker, calibration, searcher, RelevanceKeeper(store, encoder, calibration, s.embed_batch_size)
 
     def _chunk_tokens(self, enc: BiEncoder) -> int:
         budget = enc.max_seq_length - enc.special_tokens() - enc.prompt_tokens(enc.document_prompt)
@@ -156,6 +163,7 @@ class BabelIndex:
             deleted_docs, deleted_chunks = self._ingestor(progress).delete(gone)
             report.deleted += deleted_docs
             report.chunks_deleted += deleted_chunks
+        self.relevance.refresh()
         logger.info("ingest: %s", report.as_dict())
         return report
 
@@ -169,7 +177,9 @@ class BabelIndex:
     ) -> IngestReport:
         """Ingest raw strings (ids default to a hash of each text)."""
         self.prepare_reranker()
-        return self._ingestor(progress).run(from_texts(texts, ids, metadata))
+        report = self._ingestor(progress).run(from_texts(texts, ids, metadata))
+        self.relevance.refresh()
+        return report
 
     def ingest_documents(
         self, documents: Iterable[Any], *, progress: bool | None = None, report: IngestReport | None = None,
@@ -185,12 +195,16 @@ class BabelIndex:
         native = [d for d in docs if isinstance(d, SourceDocument)]
         self.prepare_reranker()
         llama = from_llama_documents(d for d in docs if not isinstance(d, SourceDocument))
-        return self._ingestor(progress).run(native + llama, report)
+        report = self._ingestor(progress).run(native + llama, report)
+        self.relevance.refresh()
+        return report
 
     def delete(self, doc_ids: str | Iterable[str]) -> int:
         """Delete documents by id; returns how many chunks were removed."""
         ids = [doc_ids] if isinstance(doc_ids, str) else list(doc_ids)
-        return self._ingestor(False).delete(ids)[1]
+        removed = self._ingestor(False).delete(ids)[1]
+        self.relevance.refresh()
+        return removed
 
     def documents(self) -> dict[str, str]:
         """Every stored document: `{doc_id: source}`."""
@@ -230,13 +244,15 @@ class BabelIndex:
 
     def as_retriever(
         self, *, top_k: int | None = None, top_n: int | None = None, rerank: bool | None = None,
-        min_score: float | None = None, dedup: bool | None = None, dedup_threshold: float | None = None,
-        **kwargs: Any,
+        min_score: float | None = None, min_relevance: float | None | object = SETTING, dedup: bool | None = None,
+        dedup_threshold: float | None = None, **kwargs: Any,
     ) -> BabelRetriever:
         """A llama-index retriever over this collection.
 
         Args:
             top_k, top_n, min_score, dedup_threshold: None = as in `settings`.
+            min_relevance: drop results whose relevance is lower; None keeps every result;
+                `SETTING` (the default) = `settings.min_relevance`.
             rerank: None = rerank when a reranker is configured; False = never; True = always
                 (the query fails without a reranker).
             dedup: None = `settings.dedup`; True/False = on/off for these queries.
@@ -247,8 +263,9 @@ class BabelIndex:
         s = self.settings
         return BabelRetriever(
             encoder=self.encoder, detector=self.detector, searcher=self.searcher, calibration=self.calibration,
-            reranker=self.reranker() if rerank is not False else None, rerank=rerank,
+            relevance=self.relevance, reranker=self.reranker() if rerank is not False else None, rerank=rerank,
             top_k=top_k or s.top_k, top_n=top_n or s.top_n, min_score=s.min_score if min_score is None else min_score,
+            min_relevance=s.min_relevance if min_relevance is SETTING else min_relevance,
             dedup=flag_mode(dedup) or s.dedup,
             dedup_threshold=s.dedup_threshold if dedup_threshold is None else dedup_threshold,
             **kwargs,
@@ -262,16 +279,20 @@ class BabelIndex:
         """Top-n nodes for `query`.
 
         Keywords as in `BabelRetriever`: `top_k`, `top_n`, `languages`, `where`, `rerank`,
-        `neutral`, `min_score`, `dedup`, `dedup_threshold`, `prefer_languages`,
+        `neutral`, `min_score`, `min_relevance`, `dedup`, `dedup_threshold`, `prefer_languages`,
         `prefer_margin`, `answer_language`.
         """
         return self.search(query, **kwargs).nodes
 
-    def as_query_engine(self, llm: Any = None, **kwargs: Any) -> Any:
-        """A llama-index `RetrieverQueryEngine` answering with `llm` over this index."""
-        from llama_index.core.query_engine import RetrieverQueryEngine
+    def as_query_engine(self, llm: Any = None, *, no_answer_message: str | None = None, **kwargs: Any) -> BabelQueryEngine:
+        """A llama-index query engine answering with `llm` over this index.
 
-        return RetrieverQueryEngine.from_args(self.as_retriever(**kwargs), llm=llm)
+        When no result passes `min_relevance` the LLM is not called: the response is
+        `no_answer_message` (None = `settings.no_answer_message`), see `babelrank.query.engine`.
+        `kwargs` go to `as_retriever`.
+        """
+        message = self.settings.no_answer_message if no_answer_message is None else no_answer_message
+        return BabelQueryEngine.from_args(self.as_retriever(**kwargs), llm=llm, no_answer_message=message)
 
     # ---- reindex ------------------------------------------------------------------------
     def reindex(
@@ -311,7 +332,7 @@ class BabelIndex:
         old = self.store
         parts = self._parts(new, target)
         self.settings = s.replace(embed_model=embed_model)
-        self.encoder, self.store, (self.chunker, self.calibration, self.searcher) = new, target, parts
+        self.encoder, self.store, (self.chunker, self.calibration, self.searcher, self.relevance) = new, target, parts
         _retire(old, keep_old, report)
         return report
 
@@ -412,6 +433,7 @@ def _copy(
     try:
         Reindexer(source, target, encoder, batch_size=batch_size or s.embed_batch_size, progress=progress,
                   on_batch=on_batch).run(report)
+        RelevanceKeeper(target, encoder, CalibrationKeeper(target, encoder.dimension), s.embed_batch_size).refresh()  # as an ingest does
         source.point_to(target, model)
     except BaseException:
         target.close()

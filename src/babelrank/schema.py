@@ -20,7 +20,7 @@ CHUNK_KEYS = (
 """Metadata the ingest writes on every chunk; a document's own metadata key of the same name
 is stored as ``user_<key>``."""
 
-SCORE_KEYS = ("retrieval_score", "rerank_score", "rerank_logit")
+SCORE_KEYS = ("retrieval_score", "relevance", "rerank_score", "rerank_logit")
 """Scores the query adds to a result's metadata."""
 
 QUERY_KEYS = ("query_language", "alternates")

@@ -76,15 +76,22 @@ class LanguageMap:
     """Neutral score of one chunk language as a function of the raw cosine (increasing).
 
     ``score(cos) = max(cos + lift, own_mean + ratio * (cos - mean))``; see the module docstring.
+    `mean` and `spread` are the language's ``m_B`` and ``s_B`` along the search vector (the
+    relevance standing `babelrank.query.relevance.standing` reads them too).
     """
 
     lift: float = 0.0
     own_mean: float = 0.0
     mean: float = 0.0
     ratio: float = 1.0
+    spread: float = 1.0
 
     def __call__(self, cos: Any) -> Any:
         return np.maximum(cos + self.lift, self.own_mean + self.ratio * (cos - self.mean))
+
+    def cosine(self, score: Any) -> Any:
+        """The cosine a neutral `score` came from (the inverse of the map: both branches increase)."""
+        return np.minimum(score - self.lift, self.mean + (score - self.own_mean) / self.ratio)
 
 
 IDENTITY = LanguageMap()
@@ -122,21 +129,24 @@ class NeutralScorer:
         log.debug("query language %r -> %r", query_language, guess)
         return guess
 
-    def maps(self, query: np.ndarray, query_language: str | None) -> dict[str, LanguageMap]:
+    def maps(self, query: np.ndarray, query_language: str | None, project: bool = True) -> dict[str, LanguageMap]:
         """The score map of every calibrated chunk language, and of "und" (the fallback).
 
-        Each map takes the cosine of a chunk with `query_vector(query, query_language)`.
-        Empty when nothing is calibrated (then every score is that cosine).
+        Each map takes the cosine of a chunk with `query_vector(query, query_language)`, or with
+        the unit query itself when `project` is False (a raw search's vector; its maps serve
+        the relevance standing only). Empty when nothing is calibrated (then every score is
+        that cosine).
         """
         lang = self.resolve_language(_unit(query), query_language)
         if lang is None:
             return {}
-        q = self._projected(query, lang)
+        q = self._projected(query, lang) if project else _unit(query)
         q2 = q * q
         stats = {b: (float(q @ mu), float(np.sqrt(q2 @ self._var[b]))) for b, mu in self._mu.items()}
         stats[UNDETERMINED] = (float(q @ self._global), float(np.sqrt(q2 @ self._global_var)))
         own_mean, own_spread = stats[lang]
-        return {b: LanguageMap(max(0.0, own_mean - mean), own_mean, mean, own_spread / spread if spread > 1e-12 else 1.0)
+        return {b: LanguageMap(max(0.0, own_mean - mean), own_mean, mean,
+                               own_spread / spread if spread > 1e-12 else 1.0, spread)
                 for b, (mean, spread) in stats.items()}
 
     def query_vector(self, query: np.ndarray, query_language: str | None = None) -> np.ndarray:

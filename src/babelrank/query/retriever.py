@@ -12,7 +12,7 @@ import numpy as np
 from llama_index.core.retrievers import BaseRetriever
 from llama_index.core.schema import NodeWithScore, QueryBundle, TextNode
 
-from babelrank.config import flag_mode
+from babelrank.config import DEFAULT_MIN_RELEVANCE, flag_mode
 from babelrank.models.bi_encoder import BiEncoder
 from babelrank.models.language import LanguageDetector
 from babelrank.query.dedup import (
@@ -23,6 +23,9 @@ from babelrank.query.dedup import (
     language_centres,
 )
 from babelrank.query.filters import build_where
+from babelrank.query.neutral import NeutralScorer, language_map
+from babelrank.query.relevance import answerable, keep_relevant, relevance
+from babelrank.query.relevance_fit import RelevanceKeeper
 from babelrank.query.rerank import CrossEncoderReranker
 from babelrank.query.search import Searcher
 from babelrank.schema import HIDDEN_FROM_LLM, UNDETERMINED, chunk_language
@@ -37,12 +40,19 @@ DEFAULT_PREFER_MARGIN = 0.05
 
 @dataclass
 class SearchResult:
-    """Nodes for one query, plus what the query path learned on the way."""
+    """Nodes for one query, plus what the query path learned on the way.
+
+    `answerable` is True when at least one first-stage candidate's relevance reaches
+    `min_relevance` (`DEFAULT_MIN_RELEVANCE` when that is None), False when none does (then,
+    with `min_relevance` set, `nodes` is empty), None when the collection has no relevance
+    calibration (fewer than 3 chunks).
+    """
 
     nodes: list[NodeWithScore]
     query_language: str
     query_language_confidence: float
     timings: dict[str, float] = field(default_factory=dict)
+    answerable: bool | None = None
 
 
 class BabelRetriever(BaseRetriever):
@@ -53,9 +63,12 @@ class BabelRetriever(BaseRetriever):
     (when on) → cross-encoder rerank (when on) → top-n `NodeWithScore`.
 
     Scores: `retrieval_score` is the cosine similarity of query and chunk (in neutral mode,
-    that cosine mapped per chunk language, see `babelrank.query.neutral`); `rerank_score` is the sigmoid of the cross-encoder
+    that cosine mapped per chunk language, see `babelrank.query.neutral`); `relevance` the
+    calibrated probability that the chunk is relevant (`babelrank.query.relevance`; absent
+    without a relevance calibration); `rerank_score` is the sigmoid of the cross-encoder
     logit (raw logit in `rerank_logit`). A node's `score` is the rerank score when rerank
-    ran, else the retrieval score; `min_score` applies to it.
+    ran, else the retrieval score; `min_score` applies to it. `min_relevance` applies to
+    `relevance`, before rerank.
 
     Translation-aware results (`dedup`, see `babelrank.query.dedup`): first-stage candidates whose
     stored passage vectors, each centred on its language's centroid in the collection, reach
@@ -81,6 +94,7 @@ class BabelRetriever(BaseRetriever):
         searcher: the first-stage search of the collection.
         reranker: the cross-encoder reranker; None retrieves without rerank.
         calibration: the collection's language calibration (dedup centres on its centroids).
+        relevance: the collection's relevance calibration; None = no `relevance` field.
         top_k: first-stage candidates.
         top_n: results returned.
         languages: a hard filter on chunk languages.
@@ -88,6 +102,7 @@ class BabelRetriever(BaseRetriever):
         rerank: False skips the reranker; True requires one (ValueError without).
         neutral: language-neutral scores on/off for this query; None = the searcher's mode.
         min_score: drop results whose final score is lower.
+        min_relevance: drop results whose relevance is lower; None keeps them all.
         dedup: "auto", "on" or "off" (see above).
         dedup_threshold: the cosine at which two candidates are one; None = the model's default.
         prefer_languages, prefer_margin, answer_language: see above.
@@ -106,12 +121,14 @@ class BabelRetriever(BaseRetriever):
         reranker: CrossEncoderReranker | None,
         calibration: CalibrationKeeper,
         top_k: int,
+        relevance: RelevanceKeeper | None = None,
         top_n: int,
         languages: Sequence[str] | None = None,
         where: Mapping[str, Any] | None = None,
         rerank: bool | None = None,
         neutral: bool | None = None,
         min_score: float | None = None,
+        min_relevance: float | None = None,
         dedup: str = "auto",
         dedup_threshold: float | None = None,
         prefer_languages: Sequence[str] | None = None,
@@ -124,6 +141,8 @@ class BabelRetriever(BaseRetriever):
             prefer_languages = [prefer_languages]
         if prefer_margin < 0:
             raise ValueError(f"prefer_margin must be >= 0, got {prefer_margin}")
+        if min_relevance is not None and not 0.0 <= min_relevance <= 1.0:
+            raise ValueError(f"min_relevance is a probability in [0, 1], got {min_relevance}")
         if dedup_threshold is not None and not -1.0 <= dedup_threshold <= 1.0:
             raise ValueError(f"dedup_threshold is a cosine in [-1, 1], got {dedup_threshold}")
         self.encoder = encoder
@@ -131,6 +150,7 @@ class BabelRetriever(BaseRetriever):
         self.searcher = searcher
         self.reranker = reranker
         self.calibration = calibration
+        self.relevance = relevance
         self.top_k = top_k
         self.top_n = top_n
         self.languages = list(languages) if languages else None
@@ -138,6 +158,7 @@ class BabelRetriever(BaseRetriever):
         self.rerank = rerank
         self.neutral = neutral
         self.min_score = min_score
+        self.min_relevance = min_relevance
         self.dedup = dedup
         self.dedup_threshold = dedup_threshold
         self.prefer_languages = list(prefer_languages) if prefer_languages else []
@@ -194,6 +215,9 @@ class BabelRetriever(BaseRetriever):
             nodes = [self._node(hit, detection.language) for hit in hits]
         t2 = time.perf_counter()
         timings["search"] = t2 - t1
+        nodes, answerable = self._relevant(nodes, vector, detection.language, scorer)
+        timings["relevance"] = time.perf_counter() - t2
+        t2 = time.perf_counter()
         nodes = self._reranked(nodes, query)
         timings["rerank"] = time.perf_counter() - t2
         if self.min_score is not None:
@@ -205,7 +229,33 @@ class BabelRetriever(BaseRetriever):
                 key=lambda n: (n.score or 0.0) + (self.prefer_margin if n.node.metadata.get("language") in preferred else 0.0),
                 reverse=True,
             )
-        return SearchResult(nodes[: self.top_n], detection.language, detection.confidence, timings)
+        return SearchResult(nodes[: self.top_n], detection.language, detection.confidence, timings, answerable)
+
+    def _relevant(self, nodes: list[NodeWithScore], vector: np.ndarray, language: str,
+                  scorer: NeutralScorer | None) -> tuple[list[NodeWithScore], bool | None]:
+        """Give every node its `relevance`; drop those under `min_relevance`; and whether any passes.
+
+        The standing z of a result is its cosine with the search vector (recovered from a
+        neutral score by the inverse map) against its language's mean and spread along that
+        vector; a raw search's vector is the query itself.
+        """
+        calibration = self.relevance.current() if self.relevance is not None else None
+        if calibration is None:
+            return nodes, None
+        stats = scorer or self.searcher.scorer("on")
+        maps = stats.maps(vector, language, project=scorer is not None) if stats is not None else {}
+        z = []
+        for n in nodes:
+            m = language_map(maps, chunk_language(n.node.metadata))
+            score = n.node.metadata["retrieval_score"]
+            z.append(((m.cosine(score) if scorer is not None else score) - m.mean) / max(m.spread, 1e-12))
+        values = relevance(z, calibration, sum(self.calibration.latest.counts.values()))
+        for n, r in zip(nodes, values):
+            n.node.metadata["relevance"] = float(r)
+        found = answerable(values, DEFAULT_MIN_RELEVANCE if self.min_relevance is None else self.min_relevance)
+        if self.min_relevance is not None:
+            nodes = [nodes[i] for i in keep_relevant(values, self.min_relevance)]
+        return nodes, found
 
     def _reranked(self, nodes: list[NodeWithScore], query: str) -> list[NodeWithScore]:
         reranker = self.reranker if self.rerank is not False else None

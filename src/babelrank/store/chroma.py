@@ -29,6 +29,7 @@ logger = logging.getLogger(__name__)
 
 FINGERPRINT_PREFIX = "babelrank:"
 CALIBRATION_KEY = "babelrank:calibration"
+RELEVANCE_KEY = "babelrank:relevance"
 _PAGE = 2000
 _READ_TRIES = 6
 """A Chroma read failing with an internal error is tried this often, waiting 0.05 s, 0.1 s, ...

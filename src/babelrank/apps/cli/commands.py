@@ -14,7 +14,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable, Sequence
 
 from babelrank.apps.cli.errors import UsageError
-from babelrank.apps.cli.output import PROG, info_text, ingest_text, results_table
+from babelrank.apps.cli.output import (
+    PROG,
+    empty_result_text,
+    info_text,
+    ingest_text,
+    results_table,
+)
 from babelrank.apps.cli.settings import settings_from_args
 from babelrank.config import mode_flag
 from babelrank.query.filters import validate_where
@@ -61,13 +67,17 @@ def cmd_query(args: argparse.Namespace) -> int:
     lang, conf = result.query_language, float(result.query_language_confidence)
     if args.json:
         for rank, node in enumerate(result.nodes, 1):
-            print(json.dumps({**result_dict(rank, node), "query_language": lang,
-                              "query_language_confidence": conf}, ensure_ascii=False))
+            print(json.dumps({**result_dict(rank, node), "query_language": lang, "query_language_confidence": conf,
+                              "answerable": result.answerable}, ensure_ascii=False))
         if not args.quiet:
             print(f"query language: {lang} ({conf:.2f})", file=sys.stderr)
+            if not result.nodes:
+                print(empty_result_text(result.answerable), file=sys.stderr)
         return 0
     print(f"Query language: {lang} (confidence {conf:.2f})")
-    print(results_table(result.nodes) if result.nodes else "No results.")
+    if not result.nodes:
+        print(empty_result_text(result.answerable))
+    print(results_table(result.nodes))
     return 0
 
 
@@ -99,6 +109,8 @@ def query_options(args: argparse.Namespace) -> dict[str, Any]:
     }
     if args.prefer_margin is not None:
         options["prefer_margin"] = args.prefer_margin
+    if hasattr(args, "min_relevance"):  # given (None = keep all); absent = the setting
+        options["min_relevance"] = args.min_relevance
     return options
 
 

@@ -100,9 +100,17 @@ def ingest_text(report: Any, where: str) -> str:
     return text
 
 
+def empty_result_text(answerable: bool | None) -> str:
+    """The one line ``query`` prints when no result is left."""
+    if answerable is False:
+        return "No answer here: no chunk of the collection reaches min_relevance."
+    return "No results."
+
+
 def results_table(nodes: Sequence[Any]) -> str:
     """Search results (llama-index ``NodeWithScore``) as a table that fits the terminal's width:
-    rank, scores, language, merged translations, source and a snippet."""
+    rank, scores, relevance, language, merged translations, source and a snippet (headers only
+    without results)."""
     reranked = any(n.node.metadata.get("rerank_score") is not None for n in nodes)
     merged = any(n.node.metadata.get("alternates") for n in nodes)
     rows = []
@@ -110,9 +118,10 @@ def results_table(nodes: Sequence[Any]) -> str:
         meta = node.node.metadata
         scores = [node.score, meta.get("retrieval_score")] if reranked else [node.score]
         also = [",".join(a["language"] for a in meta.get("alternates") or []) or "-"] if merged else []
-        rows.append([rank, *scores, meta.get("language"), *also, shorten(_result_source(meta), 32, left=True),
-                     node.node.get_content()])
+        rows.append([rank, *scores, meta.get("relevance"), meta.get("language"), *also,
+                     shorten(_result_source(meta), 32, left=True), node.node.get_content()])
     headers = ["#", "rerank", "retrieval"] if reranked else ["#", "score"]
+    headers += ["relevance"]
     headers += ["lang", "also"] if merged else ["lang"]
     headers += ["source", "snippet"]
     align = "r" * (len(headers) - 3 - merged) + "l" * (3 + merged)

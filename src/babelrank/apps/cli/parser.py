@@ -11,6 +11,7 @@ from babelrank.apps.cli.evaluation import register as register_eval_commands
 from babelrank.apps.cli.output import PROG
 from babelrank.apps.cli.reindex import add_reindex
 from babelrank.apps.cli.serve import cmd_serve
+from babelrank.apps.cli.tune import add_tune_command
 from babelrank.config import BACKENDS, CONFIG_ENV, MODES, TOP_K_MAX, TOP_N_MAX, VERSION
 from babelrank.models.language import parse_language_code, parse_language_codes
 
@@ -34,7 +35,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {VERSION}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", title="commands")
-    for add in (_add_ingest, _add_query, _add_info, _add_delete, add_reindex, _add_serve):
+    for add in (_add_ingest, _add_query, _add_info, _add_delete, add_reindex, _add_serve, add_tune_command):
         add(sub, common)
     register_eval_commands(sub, parents=[add_output_options(argparse.ArgumentParser(add_help=False))])
     return parser
@@ -108,6 +109,9 @@ def _add_query(sub: argparse._SubParsersAction, common: argparse.ArgumentParser)
                    help="only chunks in these languages, e.g. uk,ru (repeatable; 'und' = undetermined)")
     p.add_argument("--where", metavar="JSON", help="Chroma metadata filter, e.g. '{\"topic\": \"places\"}'")
     p.add_argument("--min-score", type=float, metavar="S", help="drop results scoring lower")
+    p.add_argument("--min-relevance", type=relevance_arg, metavar="P", default=argparse.SUPPRESS,
+                   help="drop results whose relevance (calibrated probability that the chunk is relevant) "
+                   "is lower, 0..1, or 'none' to keep all (default: setting min_relevance, 0.5)")
     p.add_argument("--no-rerank", action="store_true", help="skip the cross-encoder")
     p.add_argument("--prefer", "--prefer-languages", dest="prefer", action="append", type=languages_arg,
                    metavar="CODES", help="rank results in these languages first unless another scores more "
@@ -173,6 +177,19 @@ def language_arg(value: str) -> str:
         return parse_language_code(value)
     except ValueError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def relevance_arg(value: str) -> float | None:
+    """argparse type: a probability in [0, 1], or ``none`` (keep every result)."""
+    if value.strip().lower() == "none":
+        return None
+    try:
+        number = float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number or 'none': {value!r}") from None
+    if not 0.0 <= number <= 1.0:
+        raise argparse.ArgumentTypeError(f"must be between 0 and 1, got {number}")
+    return number
 
 
 def count_arg(most: int) -> Callable[[str], int]:

@@ -135,6 +135,7 @@ async def query(request: QueryRequest, service: ServiceDep) -> dict[str, Any]:
         "query_language": result.query_language,
         "query_language_confidence": float(result.query_language_confidence),
         "timings": timings,
+        "answerable": result.answerable,
         "results": [r if service.server.shows_paths else result_without_folders(r) for r in results],
     }
 

@@ -25,6 +25,9 @@ class QueryRequest(BaseModel):
     where: dict[str, Any] | None = Field(None, description="Chroma metadata filter, e.g. {\"topic\": \"places\"}.")
     rerank: bool | None = Field(None, description="Cross-encoder rerank; null = as configured.")
     min_score: float | None = Field(None, description="Drop results whose final score is lower.")
+    min_relevance: float | None = Field(None, ge=0.0, le=1.0, description="Drop results whose relevance (calibrated "
+                                        "probability that the chunk is relevant) is lower; null = as configured "
+                                        "(setting min_relevance, 0.5), 0 keeps every result.")
     prefer_languages: list[str] | None = Field(
         None, description="Results in these languages rank first unless another scores more than prefer_margin higher.")
     prefer_margin: float | None = Field(None, ge=0.0, description="How far a preferred-language result may "
@@ -63,6 +66,8 @@ class QueryRequest(BaseModel):
         }
         if self.prefer_margin is not None:
             options["prefer_margin"] = self.prefer_margin
+        if self.min_relevance is not None:
+            options["min_relevance"] = self.min_relevance
         return options
 
 
@@ -79,6 +84,9 @@ class QueryHit(BaseModel):
     text: str
     score: float | None = Field(description="Final score: rerank_score when rerank ran, else retrieval_score.")
     retrieval_score: float | None = Field(description="Cosine similarity of query and chunk.")
+    relevance: float | None = Field(None, description="Calibrated probability that the chunk is relevant to the "
+                                    "query, the same meaning for every model and language (null when the "
+                                    "collection has no relevance calibration).")
     rerank_score: float | None = Field(description="Sigmoid of the cross-encoder logit (null without rerank).")
     rerank_logit: float | None = None
     language: str | None
@@ -96,7 +104,10 @@ class QueryResponse(BaseModel):
     query: str
     query_language: str
     query_language_confidence: float
-    timings: dict[str, float] = Field(description="Seconds per stage (embed, search, rerank, total).")
+    timings: dict[str, float] = Field(description="Seconds per stage (embed, search, relevance, rerank, total).")
+    answerable: bool | None = Field(description="True when some chunk reaches min_relevance; false: the "
+                                    "collection holds no answer (results is then empty when min_relevance is "
+                                    "set); null: the collection has no relevance calibration.")
     results: list[QueryHit]
 
 

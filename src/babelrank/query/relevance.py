@@ -1,14 +1,12 @@
 """Calibrated relevance: the probability that a result answers the query, and "no answer here".
 
-Status: the method and its study (`relevance_study.py`) for issue #17, kept here until it is
-wired into the query path (then it moves to ``babelrank/query/relevance.py``).
-
 A retrieval score says which chunk is best, not whether any chunk is good: e5 cosines of
 unrelated passages sit at 0.75-0.8, MiniLM's near 0.3, and the best of 500 unrelated chunks
 scores higher than the best of 50. This module turns a result's score into an estimate in
 [0, 1] that the chunk is relevant, with the same meaning for every model and language, from
 statistics babelrank keeps anyway and a calibration the collection gives itself, without
-labels. It is pure (numpy only); the caller supplies the numbers.
+labels. It is pure (numpy only); the caller supplies the numbers: the retriever
+(`babelrank.query.retriever`) per query, `babelrank.query.relevance_fit` for the calibration.
 
 Definition. For a query with search vector ``q'`` (``babelrank.query.neutral``), a result
 ``d`` in language ``B`` with cosine ``cos(q', d)``, and ``B``'s mean ``m_B`` and spread
@@ -33,7 +31,7 @@ prior odds (before looking, a query is as likely answerable as not). ``relevance
 means "more likely relevant than not": that is the default ``min_relevance``, and a search is
 *answerable* when any result reaches it.
 
-Pseudo-queries (``fit_calibration``; the caller embeds them). A random sentence of a stored
+Pseudo-queries (``fit_calibration``; `babelrank.query.relevance_fit` draws and embeds them). A random sentence of a stored
 chunk, embedded with the query prompt, is a question the collection can answer (that chunk)
 or, with the chunk and its translations held out, one it cannot. Two answerable forms bracket
 a real question: the chunk still holding the sentence verbatim (too easy) and the chunk with
@@ -78,10 +76,7 @@ from typing import Any
 
 import numpy as np
 
-DEFAULT_MIN_RELEVANCE = 0.5
-"""Results below it are dropped and a search with none at or above it is not answerable.
-0.5 is "more likely relevant than not" under the calibration's even prior odds; it is not
-fitted to any labelled set."""
+from babelrank.config import DEFAULT_MIN_RELEVANCE
 
 FORMAT_VERSION = 1
 _MIN_SPREAD = 1e-6
@@ -127,6 +122,8 @@ class RelevanceCalibration:
         chunk_spread: ``sc``, standard deviation of z over all chunks for a pseudo-query.
         reference_size: ``n_ref``, chunks in the collection when calibrated.
         queries: Pseudo-queries behind the fit (for reporting).
+        languages: The collection's chunk languages when calibrated (a new language makes
+            the calibration stale, see `babelrank.query.relevance_fit`).
     """
 
     null_mean: float
@@ -135,6 +132,7 @@ class RelevanceCalibration:
     chunk_spread: float
     reference_size: int
     queries: int = 0
+    languages: tuple[str, ...] = ()
 
     def null_location(self, n: int) -> float:
         """``mu0(n)``: the null mean moved to a collection of `n` chunks."""
@@ -142,7 +140,7 @@ class RelevanceCalibration:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form (plain floats and ints) for the collection metadata."""
-        return {"version": FORMAT_VERSION, **asdict(self)}
+        return {"version": FORMAT_VERSION, **asdict(self), "languages": list(self.languages)}
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> RelevanceCalibration:
@@ -155,11 +153,12 @@ class RelevanceCalibration:
         if int(d.get("version", FORMAT_VERSION)) != FORMAT_VERSION:
             raise ValueError(f"relevance calibration format {d.get('version')} (expected {FORMAT_VERSION})")
         return cls(float(d["null_mean"]), float(d["null_spread"]), float(d["relevant_mean"]),
-                   float(d["chunk_spread"]), int(d["reference_size"]), int(d.get("queries", 0)))
+                   float(d["chunk_spread"]), int(d["reference_size"]), int(d.get("queries", 0)),
+                   tuple(str(x) for x in d.get("languages", ())))
 
 
 def fit_calibration(null_best: Sequence[float], with_sentence: Sequence[float], without_sentence: Sequence[float],
-                    chunk_spread: float, reference_size: int) -> RelevanceCalibration:
+                    chunk_spread: float, reference_size: int, languages: Sequence[str] = ()) -> RelevanceCalibration:
     """Fit the two laws from pseudo-query measurements on the collection (no labels).
 
     The relevant law is centred midway between the two answerable forms, which bracket a real
@@ -172,6 +171,7 @@ def fit_calibration(null_best: Sequence[float], with_sentence: Sequence[float], 
         without_sentence: z of the source chunk with the sentence removed per pseudo-query.
         chunk_spread: Standard deviation of z over all chunks, pooled over pseudo-queries.
         reference_size: Chunks in the collection the measurements came from.
+        languages: The collection's chunk languages.
 
     Returns:
         The calibration.
@@ -183,7 +183,7 @@ def fit_calibration(null_best: Sequence[float], with_sentence: Sequence[float], 
     if min(len(z0), len(za), len(zb)) < 2:
         raise ValueError("need at least 2 pseudo-query measurements of each kind")
     return RelevanceCalibration(float(z0.mean()), float(z0.std(ddof=1)), float((za.mean() + zb.mean()) / 2),
-                                float(chunk_spread), int(reference_size), len(z0))
+                                float(chunk_spread), int(reference_size), len(z0), tuple(sorted(languages)))
 
 
 def log_odds(z: Any, calibration: RelevanceCalibration, collection_size: int) -> np.ndarray:
@@ -233,5 +233,5 @@ def keep_relevant(relevances: Any, min_relevance: float = DEFAULT_MIN_RELEVANCE)
 
 
 def is_finite_calibration(calibration: RelevanceCalibration) -> bool:
-    """False when any field is NaN or infinite (e.g. a fit on degenerate pseudo-queries)."""
-    return all(math.isfinite(float(v)) for v in asdict(calibration).values())
+    """False when any number is NaN or infinite (e.g. a fit on degenerate pseudo-queries)."""
+    return all(math.isfinite(float(v)) for v in asdict(calibration).values() if not isinstance(v, tuple))
