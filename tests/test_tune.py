@@ -186,7 +186,7 @@ def test_cli_tune_end_to_end(tiny_models: dict[str, Path], tmp_path: Path, capsy
             f.write(json.dumps({"query": e.anchor, "positive": e.positive, "query_language": "en",
                                 "positive_language": "en"}) + "\n")
     common = ["tune", "--embed-model", str(tiny_models["bi"]), "--pairs", str(pairs), "--held-out", "0.3",
-              "--max-steps", "3", "--batch-size", "8", "--device", "cpu", "-q"]
+              "--max-steps", "3", "--batch-size", "8", "--max-length", "16", "--device", "cpu", "-q"]
     assert main(common + ["--output", str(tmp_path / "tuned")]) == 0
     printed = capsys.readouterr().out
     assert "| retrieval | en-en |" in printed and "--embed-model " + str(tmp_path / "tuned") in printed

@@ -73,7 +73,7 @@ def card_text(facts: CardFacts) -> str:
         "", "## Held-out data", "", _counts_table(facts.held_out),
         "", "## Before and after (held-out part)", "", facts.report.markdown(),
         "", "## Use", "", "```bash", "babelrank ingest DOCS --embed-model <this folder> --collection NEW_NAME",
-        "babelrank reindex --embed-model <this folder>   # rewrite an existing collection's vectors", "```", "",
+        "babelrank reindex --to-model <this folder>   # rewrite an existing collection's vectors", "```", "",
     ]
     return "\n".join(lines)
 

@@ -2,11 +2,13 @@
 
 What this adds to the trainer, and why:
 
-* A memory bound: the word-embedding matrix is frozen unless asked otherwise. In
+* A memory bound: the word-embedding matrix is frozen unless asked otherwise, and
+  ``max_length`` caps the tokens of a training text (activations, not weights, dominate
+  on long passages: e5-small on XQuAD paragraphs, batch 16, full length, grew past 9 GB). In
   multilingual-e5-small it is 96M of the 118M parameters (a 250k-row vocabulary); frozen,
-  AdamW keeps no moments for it (0.77 GB less) and the issue's probe trained the rest at
-  ~10 pairs/s on 2 cores. The rows of words a tuning set does not contain would move only
-  through weight decay anyway.
+  it needs no gradient (0.38 GB) and no AdamW moments (0.77 GB), and the issue's probe
+  trained the rest at ~10 pairs/s on 2 cores. The rows of words a tuning set does not
+  contain would move only through weight decay anyway.
 * Checkpoints in ``<output>/checkpoints`` every `TrainOptions.save_steps` steps and when
   training stops; a re-run with the same arguments resumes from the latest one (the trainer
   restores weights, optimizer, scheduler, RNG state and the position in the data), so an
@@ -56,6 +58,8 @@ class TrainOptions:
         seed: seeds weights' dropout, data order and sampling.
         device: "auto" (CUDA when present), "cpu", "cuda", ...
         train_embeddings: also train the word-embedding matrix (more memory, slower).
+        max_length: truncate training texts to this many tokens (None: the model's maximum);
+            activation memory and time grow with it.
         logging_steps: record (and show) the loss every this many steps.
         progress: show a progress bar with ETA.
     """
@@ -71,6 +75,7 @@ class TrainOptions:
     seed: int = 42
     device: str = "auto"
     train_embeddings: bool = False
+    max_length: int | None = None
     logging_steps: int = 10
     progress: bool = True
 
@@ -240,6 +245,9 @@ def _trainer(plan: Plan, options: TrainOptions, checkpoints: Path, callbacks: li
     )
     from sentence_transformers.base.model_card import BaseModelCardCallback
     from sentence_transformers.base.sampler import BatchSamplers
+    from sentence_transformers.sentence_transformer.data_collator import (
+        SentenceTransformerDataCollator,
+    )
     from transformers.trainer_callback import PrinterCallback
 
     from babelrank.models.loading import pick_device
@@ -254,8 +262,9 @@ def _trainer(plan: Plan, options: TrainOptions, checkpoints: Path, callbacks: li
         use_cpu=not cuda, fp16=cuda, prompts=plan.prompts or None, dataloader_num_workers=0,
         batch_sampler=BatchSamplers.NO_DUPLICATES if plan.no_duplicates else BatchSamplers.BATCH_SAMPLER,
     )
+    collator = SentenceTransformerDataCollator(plan.model.preprocess, prompts=args.prompts, max_length=options.max_length)
     trainer = SentenceTransformerTrainer(model=plan.model, args=args, train_dataset=plan.dataset,
-                                         loss=plan.loss, callbacks=callbacks)
+                                         loss=plan.loss, callbacks=callbacks, data_collator=collator)
     trainer.remove_callback(PrinterCallback)  # prints every log line
     trainer.remove_callback(BaseModelCardCallback)  # embeds "widget" examples for a card babelrank replaces
     if trainer.pop_callback(ProgressCallback) is not None:

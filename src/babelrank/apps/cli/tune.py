@@ -61,6 +61,8 @@ def add_tune_command(sub: argparse._SubParsersAction, common: argparse.ArgumentP
     m.add_argument("--save-steps", type=int, default=100, metavar="N", help="checkpoint every N steps (default 100)")
     m.add_argument("--seed", type=int, default=42, help="default 42")
     m.add_argument("--train-embeddings", action="store_true", help="also train the word-embedding matrix (memory)")
+    m.add_argument("--max-length", type=int, metavar="TOKENS",
+                   help="truncate training texts to this many tokens (memory; default: the model's maximum)")
     g = p.add_argument_group("guard")
     g.add_argument("--require-improvement", action="store_true",
                    help="install the model only when the held-out mean rises by more than --min-gain; else exit 3")
@@ -85,7 +87,8 @@ def cmd_tune(args: argparse.Namespace) -> int:
     options = TrainOptions(
         batch_size=args.batch_size, mini_batch_size=args.mini_batch_size, learning_rate=args.learning_rate,
         epochs=args.epochs, max_steps=args.max_steps, time_budget=args.time_budget, save_steps=args.save_steps,
-        seed=args.seed, device=settings.device, train_embeddings=args.train_embeddings, progress=progress)
+        seed=args.seed, device=settings.device, train_embeddings=args.train_embeddings,
+        max_length=args.max_length, progress=progress)
     try:
         result = tune(str(settings.embed_model), train, held, args.output, method=args.method, texts=texts,
                       options=options, require_improvement=args.require_improvement, min_gain=args.min_gain,
@@ -145,6 +148,6 @@ def _print(result: Any, describe: Any, as_json: bool) -> None:
     if result.installed:
         print(f"\nInstalled in {result.output}. Use it:\n"
               f"  babelrank ingest DOCS --embed-model {result.output} --collection NEW_NAME\n"
-              f"  babelrank reindex --embed-model {result.output}    # re-embed the existing collection")
+              f"  babelrank reindex --to-model {result.output}    # re-embed the existing collection")
     else:
         print(f"\nNot installed: {result.output} is unchanged; the refused model is in {result.model_path}.")
