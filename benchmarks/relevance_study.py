@@ -29,7 +29,6 @@ import hashlib
 import json
 import logging
 import os
-import re
 from pathlib import Path
 
 import numpy as np
@@ -61,30 +60,6 @@ def load_xquad(data: Path, lang: str) -> tuple[list[str], list[str], list[int], 
     return pars, qs, qpar, art
 
 
-_SENT = re.compile(r"(?<=[.!?])\s+(?=[\"'«„(]?[A-ZА-ЯЁÄÖÜÁÉÍÓÚÑ0-9])")
-
-
-def split_sentences(text: str) -> list[str]:
-    """Sentences of `text` (a plain regex: a stop, space, then a capital or digit)."""
-    return [s.strip() for s in _SENT.split(text) if s.strip()]
-
-
-def pseudo_pairs(paragraphs: list[str], seed: int) -> tuple[list[str], list[str]]:
-    """Per paragraph, one random sentence (the pseudo-query) and the paragraph without it.
-
-    The inverse cloze task (Lee et al. 2019): the sentence asks about its context, which no
-    longer contains it. A one-sentence paragraph keeps itself as its context.
-    """
-    rng = np.random.default_rng(seed)
-    sents, rests = [], []
-    for p in paragraphs:
-        ss = split_sentences(p)
-        j = int(rng.integers(len(ss)))
-        sents.append(ss[j])
-        rests.append(" ".join(ss[:j] + ss[j + 1:]) if len(ss) > 1 else p)
-    return sents, rests
-
-
 def _model(path: str):
     if path not in _models:
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -110,16 +85,12 @@ def embed(texts: list[str], prompt: str, model_path: str) -> np.ndarray:
 
 
 def load_embeddings(data: Path, model: str, langs: list[str]) -> dict:
-    """Per language: paragraph, question, pseudo-query and pseudo-context vectors plus labels."""
+    """Per language: paragraph texts, paragraph and question vectors, plus labels."""
     out = {}
     for lang in langs:
         pars, qs, qpar, art = load_xquad(data, lang)
-        sents, rests = pseudo_pairs(pars, SEED)
-        out[lang] = {
-            "P": embed(pars, "document", model), "Q": embed(qs, "query", model),
-            "S": embed(sents, "query", model), "R": embed(rests, "document", model),
-            "qpar": np.asarray(qpar), "art": np.asarray(art),
-        }
+        out[lang] = {"texts": pars, "P": embed(pars, "document", model), "Q": embed(qs, "query", model),
+                     "qpar": np.asarray(qpar), "art": np.asarray(art)}
     return out
 
 
@@ -128,8 +99,7 @@ def load_embeddings(data: Path, model: str, langs: list[str]) -> dict:
 
 def _babelrank():
     """`(LanguageCalibration, NeutralScorer, apply_maps, encode_languages, relevance module)`."""
-    import relevance_method as rel
-
+    from babelrank.query import relevance as rel
     from babelrank.query.neutral import NeutralScorer, apply_maps, encode_languages
     from babelrank.store.calibration import LanguageCalibration
 
@@ -138,10 +108,8 @@ def _babelrank():
 
 def _translation_threshold(model: str) -> float | None:
     """The dedup threshold the product would use (None: no translation detection)."""
-    try:
-        from babelrank.query.dedup import default_threshold
-    except ImportError:
-        return 0.61 if "multilingual-e5-small" in model else None
+    from babelrank.query.dedup import default_threshold
+
     value, calibrated = default_threshold(model)
     return value if calibrated else None
 
@@ -157,9 +125,6 @@ class Pool:
         self.scorer = NeutralScorer(self.cal)
         self._apply, (self.codes, self.names) = apply_maps, language_codes(list(self.langs))
         self.names_arr = np.asarray(self.names)
-        mu = np.stack([self.cal.centroid(x) for x in self.names])
-        centred = self.P - mu[self.codes]
-        self.centred = centred / np.linalg.norm(centred, axis=1, keepdims=True)
 
     def language_stats(self, qv: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Per calibrated language (order of `names`): mean and spread of cosines along `qv`."""
@@ -176,31 +141,20 @@ class Pool:
         return {"qv": qv, "cos": cos, "neutral": neutral, "means": means, "spreads": spreads,
                 "z": (cos - means[self.codes]) / spreads[self.codes]}
 
-    def translations(self, k: int, threshold: float | None) -> np.ndarray:
-        """Mask of the other-language chunks dedup would merge with chunk `k`."""
-        if threshold is None:
-            return np.zeros(len(self.P), bool)
-        return (self.langs != self.langs[k]) & (self.centred @ self.centred[k] >= threshold)
 
 
 # ---------------------------------------------------------------- calibration (no labels)
 
 
-def calibrate(pool: Pool, sents: np.ndarray, rests: np.ndarray, threshold: float | None, rel, n_max: int = 256):
-    """`RelevanceCalibration` from pseudo-queries: a sentence of each of up to `n_max` random
-    chunks (row i of `sents`/`rests` belongs to chunk i of the pool)."""
-    rng = np.random.default_rng(SEED + 1)
-    null, with_s, without_s, spread = [], [], [], []
-    for k in rng.permutation(len(pool.P))[:n_max]:
-        s = pool.score(sents[k].astype(np.float64), pool.langs[k])
-        out = pool.translations(k, threshold)
-        out[k] = True
-        null.append(s["z"][np.argmax(np.where(out, -np.inf, s["neutral"]))])
-        b = pool.names.index(pool.langs[k])
-        with_s.append(s["z"][k])
-        without_s.append((rests[k] @ s["qv"] - s["means"][b]) / s["spreads"][b])
-        spread.append(s["z"].std())
-    return rel.fit_calibration(null, with_s, without_s, float(np.mean(spread)), len(pool.P))
+def calibrate(pool: Pool, texts: list[str], threshold: float | None, model: str):
+    """The product's `RelevanceCalibration` of the pool (`babelrank.query.relevance_fit.fit_relevance`:
+    its pseudo-queries, drawn from the pool's own texts, embedded with the study's cache)."""
+    from babelrank.query.relevance_fit import CollectionVectors, fit_relevance
+
+    ids = [f"{i:06d}" for i in range(len(pool.P))]
+    coll = CollectionVectors(ids, list(pool.langs), pool.P, pool.scorer, threshold)
+    return fit_relevance(coll, lambda some: [texts[int(i)] for i in some],
+                         lambda q: embed(q, "query", model), lambda d: embed(d, "document", model))
 
 
 # ---------------------------------------------------------------- evaluation
@@ -280,9 +234,8 @@ def run_setting(data: Path, model: str, langs: list[str], label: str, min_rel: f
     removed[np.random.default_rng(SEED).choice(n_par, n_par // 2, replace=False)] = True
     kept = np.flatnonzero(~removed)
     pool = Pool(np.vstack([emb[x]["P"][kept] for x in langs]), np.repeat(langs, len(kept)), np.tile(kept, len(langs)))
-    sents = np.vstack([emb[x]["S"][kept] for x in langs])
-    rests = np.vstack([emb[x]["R"][kept] for x in langs])
-    rcal = calibrate(pool, sents, rests, _translation_threshold(model), rel)
+    texts = [emb[x]["texts"][i] for x in langs for i in kept]
+    rcal = calibrate(pool, texts, _translation_threshold(model), model)
     rows = []
     for qlang in langs:
         e = emb[qlang]

@@ -104,7 +104,15 @@ def test_query_filters_and_no_rerank(client: TestClient) -> None:
     assert body["results"] and all(r["metadata"]["topic"] == "places" for r in body["results"])
 
 
-def test_query_relevance_and_no_answer(client: TestClient) -> None:
+def test_query_relevance_and_no_answer(tiny_models: dict[str, Path], tmp_path: Path) -> None:
+    index = BabelIndex(_settings(tiny_models, tmp_path / "store"))
+    index.ingest_texts([f"Note {i}: the river flows past mill {i} and the market square." for i in range(60)])
+    with TestClient(create_app(index=index, server_settings=ServerSettings())) as client:
+        _relevance_answers(client)
+    index.close()
+
+
+def _relevance_answers(client: TestClient) -> None:
     body = client.post("/v1/query", json={"query": "bridge over the river", "min_relevance": 0}).json()
     assert body["answerable"] is True and body["results"]
     assert all(0.0 <= r["relevance"] <= 1.0 for r in body["results"])

@@ -29,7 +29,7 @@ extreme-value law of the collection size) or when its set of languages has chang
 facade calls it when it opens a collection and after every ingest and delete, never in a
 query (a query reads the saved calibration), so a query is never held up by a fit; the fit
 embeds in slices of four batches, as the ingest does, so queries run between slices. A
-collection of fewer than `MIN_CHUNKS` chunks has no calibration: its results carry no
+collection of fewer than `MIN_CHUNKS` (50) chunks has no calibration: its results carry no
 relevance and nothing is filtered.
 """
 
@@ -37,12 +37,16 @@ from __future__ import annotations
 
 import logging
 import re
-from typing import Callable
+from typing import Callable, Sequence
 
 import numpy as np
 
 from babelrank.models.bi_encoder import BiEncoder
-from babelrank.query.dedup import default_threshold
+from babelrank.query.dedup import (
+    centred_unit_vectors,
+    default_threshold,
+    language_centres,
+)
 from babelrank.query.neutral import (
     NeutralScorer,
     apply_maps,
@@ -61,8 +65,12 @@ from babelrank.store.chroma import RELEVANCE_KEY, ChromaStore
 logger = logging.getLogger(__name__)
 
 PSEUDO_QUERIES = 256
-MIN_CHUNKS = 3
-"""Fewest chunks for a calibration: each pseudo-query needs another chunk for its null."""
+MIN_CHUNKS = 50
+"""Fewest chunks for a calibration. Below it the laws rest on a handful of pseudo-queries (the
+standard error of ``mu0`` grows past 0.13 z-units at 50) and each language's spread ``s_B`` on
+a handful of vectors; on the quickstart collection (9 chunks, 3 a language, e5-small) the fit
+gave the answer to "Where can I buy honey in the morning?" a relevance of 0.24, so its search
+was refused. A smaller collection has no relevance: nothing is filtered, `answerable` is None."""
 SEED = 0
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[\"'«„(]?[A-ZА-ЯЁÄÖÜÁÉÍÓÚÑ0-9])|(?<=[。！？])")
 
@@ -81,31 +89,40 @@ def cloze(text: str, rng: np.random.Generator) -> tuple[str, str]:
     return sentences[j], rest or text
 
 
-class _Collection:
-    """Every stored vector with its language, and the translation test of the dedup."""
+class CollectionVectors:
+    """Every stored vector of a collection with its id and language, and the dedup's translation test.
 
-    def __init__(self, store: ChromaStore, scorer: NeutralScorer, threshold: float | None) -> None:
-        ids, languages, vectors = [], [], []
-        for page_ids, metas, page in store.iter_all(include_embeddings=True):
-            ids += page_ids
-            languages += [chunk_language(m) for m in metas]
-            vectors.append(page)
+    Args:
+        ids: chunk ids (any order; kept sorted here, so draws do not depend on read order).
+        languages: each chunk's language tag.
+        vectors: (n, d) stored vectors.
+        scorer: the neutral scorer of the collection's language calibration.
+        threshold: the dedup's centred-cosine threshold; None = no translation test.
+    """
+
+    def __init__(self, ids: Sequence[str], languages: Sequence[str], vectors: np.ndarray,
+                 scorer: NeutralScorer, threshold: float | None) -> None:
         order = np.argsort(np.asarray(ids, dtype=object), kind="stable")
         self.ids = [ids[i] for i in order]
         self.languages = np.asarray(languages, dtype=object)[order]
-        self.vectors = np.vstack(vectors).astype(np.float64)[order]
+        self.vectors = np.asarray(vectors, dtype=np.float64)[order]
         self.codes, self.names = encode_languages(list(self.languages))
         self.scorer, self.threshold = scorer, threshold
-        self.centred = self._centred() if threshold is not None else None
+        centres = language_centres(scorer.calibration, list(self.languages))
+        self.centred = centred_unit_vectors(self.vectors, centres) if threshold is not None else None
 
-    def _centred(self) -> np.ndarray:
-        """Each vector less its language's centroid (the collection's for "und"), re-normalised."""
-        calibration = self.scorer.calibration
-        overall = calibration.global_centroid()
-        centres = [calibration.centroid(x) if x != UNDETERMINED else None for x in self.names]
-        c = np.stack([overall if m is None else m for m in centres])[self.codes]
-        v = self.vectors / np.linalg.norm(self.vectors, axis=1, keepdims=True).clip(min=1e-12) - c
-        return v / np.linalg.norm(v, axis=1, keepdims=True).clip(min=1e-12)
+    @classmethod
+    def from_store(cls, store: ChromaStore, scorer: NeutralScorer, threshold: float | None) -> "CollectionVectors":
+        """Every chunk of `store`."""
+        ids: list[str] = []
+        languages: list[str] = []
+        pages = []
+        for page_ids, metas, page in store.iter_all(include_embeddings=True):
+            ids += page_ids
+            languages += [chunk_language(m) for m in metas]
+            pages.append(page)
+        vectors = np.vstack(pages) if pages else np.zeros((0, scorer.calibration.dim))
+        return cls(ids, languages, vectors, scorer, threshold)
 
     def held_out(self, k: int) -> np.ndarray:
         """Mask of chunk `k` and the chunks in other languages that translate it."""
@@ -116,7 +133,7 @@ class _Collection:
         return out
 
 
-def _measure(coll: _Collection, k: int, query: np.ndarray, rest: np.ndarray) -> tuple[float, float, float, float]:
+def _measure(coll: CollectionVectors, k: int, query: np.ndarray, rest: np.ndarray) -> tuple[float, float, float, float]:
     """`(null z, z with the sentence, z without it, spread of z)` for chunk `k`'s pseudo-query."""
     language = str(coll.languages[k])
     qv = coll.scorer.query_vector(query, language).astype(np.float64)
@@ -130,37 +147,30 @@ def _measure(coll: _Collection, k: int, query: np.ndarray, rest: np.ndarray) -> 
     return float(z[int(np.argmax(neutral))]), float(z[k]), float(without), float(z.std())
 
 
-def _sliced(encode: Callable[..., np.ndarray], texts: list[str], batch_size: int) -> np.ndarray:
-    """`encode` in slices of four batches, as the ingest embeds: the encoder's lock is held for
-    one slice at a time, so queries are answered while a calibration embeds."""
-    step = 4 * batch_size
-    return np.vstack([encode(texts[i:i + step], batch_size=batch_size) for i in range(0, len(texts), step)])
+Encode = Callable[[list[str]], np.ndarray]
 
 
-def fit_relevance(store: ChromaStore, encoder: BiEncoder, scorer: NeutralScorer, threshold: float | None,
-                  sample: int = PSEUDO_QUERIES, batch_size: int = 32) -> RelevanceCalibration | None:
+def fit_relevance(coll: CollectionVectors, texts: Callable[[list[str]], list[str]], encode_queries: Encode,
+                  encode_documents: Encode, sample: int = PSEUDO_QUERIES) -> RelevanceCalibration | None:
     """Fit the collection's relevance calibration from pseudo-queries (see the module docstring).
 
     Args:
-        store: the collection.
-        encoder: its embedding model (embeds the pseudo-queries and the clozed chunks).
-        scorer: the neutral scorer of the collection's language calibration.
-        threshold: the dedup's centred-cosine threshold (translations held out); None = none.
+        coll: the collection's vectors.
+        texts: the texts of some chunk ids, in order.
+        encode_queries: unit vectors of texts with the query prompt.
+        encode_documents: unit vectors of texts with the passage prompt.
         sample: how many pseudo-queries, at most.
-        batch_size: the encoder's batch size.
 
     Returns:
         The calibration, or None for a collection under `MIN_CHUNKS` chunks or a degenerate fit.
     """
-    coll = _Collection(store, scorer, threshold)
     if len(coll.ids) < MIN_CHUNKS:
         return None
     rng = np.random.default_rng(SEED)
     picked = sorted(int(i) for i in rng.permutation(len(coll.ids))[:sample])
-    texts = store.get([coll.ids[i] for i in picked], include_embeddings=False)
-    pairs = [cloze(texts[coll.ids[i]][0], rng) for i in picked]
-    queries = _sliced(encoder.encode_queries, [p[0] for p in pairs], batch_size)
-    rests = _sliced(encoder.encode_documents, [p[1] for p in pairs], batch_size).astype(np.float64)
+    pairs = [cloze(text, rng) for text in texts([coll.ids[i] for i in picked])]
+    queries = encode_queries([p[0] for p in pairs])
+    rests = np.asarray(encode_documents([p[1] for p in pairs]), dtype=np.float64)
     measured = np.array([_measure(coll, k, q, r) for k, q, r in zip(picked, queries, rests)])
     languages = sorted(set(str(x) for x in coll.languages) - {UNDETERMINED})
     fitted = fit_calibration(measured[:, 0], measured[:, 1], measured[:, 2], float(measured[:, 3].mean()),
@@ -220,8 +230,23 @@ class RelevanceKeeper:
         if not self.stale(calibration):
             return calibration
         logger.info("calibrating relevance of %r on up to %d pseudo-queries", self.store.name, PSEUDO_QUERIES)
-        scorer = NeutralScorer(self.languages.current())
-        calibration = fit_relevance(self.store, self.encoder, scorer, self.threshold, batch_size=self.batch_size)
+        coll = CollectionVectors.from_store(self.store, NeutralScorer(self.languages.current()), self.threshold)
+        calibration = fit_relevance(coll, self._texts, self._sliced(self.encoder.encode_queries),
+                                    self._sliced(self.encoder.encode_documents))
         self.store.update_meta(RELEVANCE_KEY, lambda _: {} if calibration is None else calibration.to_dict())
         self._failed = self._state() if calibration is None else None
         return calibration
+
+    def _texts(self, ids: list[str]) -> list[str]:
+        found = self.store.get(ids, include_embeddings=False)
+        return [found[i][0] for i in ids]
+
+    def _sliced(self, encode: Callable[..., np.ndarray]) -> Encode:
+        """`encode` in slices of four batches, as the ingest embeds: the encoder's lock is held for
+        one slice at a time, so queries are answered while a calibration embeds."""
+        step, batch = 4 * self.batch_size, self.batch_size
+
+        def run(texts: list[str]) -> np.ndarray:
+            return np.vstack([encode(texts[i:i + step], batch_size=batch) for i in range(0, len(texts), step)])
+
+        return run

@@ -45,7 +45,7 @@ class SearchResult:
     `answerable` is True when at least one first-stage candidate's relevance reaches
     `min_relevance` (`DEFAULT_MIN_RELEVANCE` when that is None), False when none does (then,
     with `min_relevance` set, `nodes` is empty), None when the collection has no relevance
-    calibration (fewer than 3 chunks).
+    calibration (fewer than 50 chunks, `babelrank.query.relevance_fit.MIN_CHUNKS`).
     """
 
     nodes: list[NodeWithScore]

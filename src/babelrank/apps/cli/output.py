@@ -109,19 +109,20 @@ def empty_result_text(answerable: bool | None) -> str:
 
 def results_table(nodes: Sequence[Any]) -> str:
     """Search results (llama-index ``NodeWithScore``) as a table that fits the terminal's width:
-    rank, scores, relevance, language, merged translations, source and a snippet (headers only
-    without results)."""
+    rank, scores, relevance (when the collection has a relevance calibration), language, merged
+    translations, source and a snippet (headers only without results)."""
     reranked = any(n.node.metadata.get("rerank_score") is not None for n in nodes)
+    rated = any("relevance" in n.node.metadata for n in nodes)
     merged = any(n.node.metadata.get("alternates") for n in nodes)
     rows = []
     for rank, node in enumerate(nodes, 1):
         meta = node.node.metadata
         scores = [node.score, meta.get("retrieval_score")] if reranked else [node.score]
         also = [",".join(a["language"] for a in meta.get("alternates") or []) or "-"] if merged else []
-        rows.append([rank, *scores, meta.get("relevance"), meta.get("language"), *also,
+        rows.append([rank, *scores, *([meta.get("relevance")] if rated else []), meta.get("language"), *also,
                      shorten(_result_source(meta), 32, left=True), node.node.get_content()])
     headers = ["#", "rerank", "retrieval"] if reranked else ["#", "score"]
-    headers += ["relevance"]
+    headers += ["relevance"] if rated else []
     headers += ["lang", "also"] if merged else ["lang"]
     headers += ["source", "snippet"]
     align = "r" * (len(headers) - 3 - merged) + "l" * (3 + merged)
