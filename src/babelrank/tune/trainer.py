@@ -243,7 +243,6 @@ def _trainer(plan: Plan, options: TrainOptions, checkpoints: Path, callbacks: li
         SentenceTransformerTrainer,
         SentenceTransformerTrainingArguments,
     )
-    from sentence_transformers.base.model_card import BaseModelCardCallback
     from sentence_transformers.base.sampler import BatchSamplers
     from sentence_transformers.sentence_transformer.data_collator import (
         SentenceTransformerDataCollator,
@@ -263,10 +262,13 @@ def _trainer(plan: Plan, options: TrainOptions, checkpoints: Path, callbacks: li
         batch_sampler=BatchSamplers.NO_DUPLICATES if plan.no_duplicates else BatchSamplers.BATCH_SAMPLER,
     )
     collator = SentenceTransformerDataCollator(plan.model.preprocess, prompts=args.prompts, max_length=options.max_length)
-    trainer = SentenceTransformerTrainer(model=plan.model, args=args, train_dataset=plan.dataset,
-                                         loss=plan.loss, callbacks=callbacks, data_collator=collator)
+    class Trainer(SentenceTransformerTrainer):
+        def add_model_card_callback(self, default_args_dict: dict[str, Any]) -> None:
+            """None: babelrank writes its own card (the default one embeds "widget" examples at start)."""
+
+    trainer = Trainer(model=plan.model, args=args, train_dataset=plan.dataset, loss=plan.loss,
+                      callbacks=callbacks, data_collator=collator)
     trainer.remove_callback(PrinterCallback)  # prints every log line
-    trainer.remove_callback(BaseModelCardCallback)  # embeds "widget" examples for a card babelrank replaces
     if trainer.pop_callback(ProgressCallback) is not None:
         trainer.add_callback(LossBar())
     return trainer
