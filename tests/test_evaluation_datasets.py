@@ -22,6 +22,7 @@ from babelrank.evaluation.datasets import (
     tatoeba_mixed_pool,
     xquad_paragraph_pool,
     xquad_r_sentence_pool,
+    xquad_unanswerable_pool,
 )
 from babelrank.evaluation.metrics import evaluate_by_group, evaluate_run
 
@@ -171,6 +172,32 @@ def test_xquad_paragraph_pool(squad_dir: Path):
     limited = xquad_paragraph_pool(squad_dir, ["en"], ["en", "de"], limit=2)
     assert [d.id for d in limited.documents] == ["xquad:en:0:0", "xquad:en:0:1"]
     assert sorted(limited.qrels) == ["qa:de", "qa:en", "qb:de", "qb:en"]
+
+
+def test_xquad_unanswerable_pool(squad_dir: Path):
+    corpus = xquad_unanswerable_pool(squad_dir, ["en", "de"], seed=3)
+    assert corpus.name == "xquad-unanswerable:en+de->en+de:removed=0.5:seed=3"
+    gone = {(q.metadata["article"], q.metadata["paragraph"]) for q in corpus.queries if not q.metadata["answerable"]}
+    assert len(gone) == 1  # int(0.5 * 3) of the 3 positions, in every language
+    kept = {(d.metadata["article"], d.metadata["paragraph"]) for d in corpus.documents}
+    assert kept == {(0, 0), (0, 1), (1, 0)} - gone and corpus.counts()["documents"] == {"en": 2, "de": 2}
+    assert corpus.counts()["queries"] == {"en": 4, "de": 4}  # every question is asked
+    full = xquad_paragraph_pool(squad_dir, ["en", "de"], ["en", "de"])
+    for q in corpus.queries:
+        position = (q.metadata["article"], q.metadata["paragraph"])
+        assert q.metadata["answerable"] == (position not in gone) == bool(corpus.qrels[q.id])
+        assert corpus.qrels[q.id] == (set() if position in gone else full.qrels[q.id])
+    # the same seed removes the same positions; the share and seed are options
+    again = xquad_unanswerable_pool(squad_dir, ["en", "de"], seed=3)
+    assert again.qrels == corpus.qrels and [d.id for d in again.documents] == [d.id for d in corpus.documents]
+    draws = {frozenset(d.id for d in xquad_unanswerable_pool(squad_dir, ["en"], seed=s).documents) for s in range(8)}
+    assert len(draws) > 1 and all(len(d) == 2 for d in draws)
+    assert len(xquad_unanswerable_pool(squad_dir, ["en"], removed=0.0).documents) == 3
+    assert len(xquad_unanswerable_pool(squad_dir, ["en"], removed=0.7).documents) == 1  # int(2.1) removed
+    only_de = xquad_unanswerable_pool(squad_dir, ["en"], ["de"], seed=3)
+    assert only_de.counts() == {"documents": {"en": 2}, "queries": {"de": 4}}
+    with pytest.raises(ValueError, match="removed"):
+        xquad_unanswerable_pool(squad_dir, ["en"], removed=1.0)
 
 
 def test_xquad_r_sentence_pool(squad_dir: Path):

@@ -7,16 +7,20 @@ from math import log2
 import pytest
 
 from babelrank.evaluation.metrics import (
+    auroc,
     average_precision_at_k,
     evaluate_by_group,
     evaluate_run,
+    expected_calibration_error,
     hit_at_k,
+    kept_at_k,
     language_spread,
     latency_percentiles,
     ndcg_at_k,
     query_metrics,
     recall_at_k,
     reciprocal_rank,
+    refused_at_k,
 )
 
 RANKED = ["a", "b", "c", "d"]
@@ -144,3 +148,46 @@ def test_language_spread_names_worst_and_best():
     assert spread["worst_to_best"] == pytest.approx(0.4)
     assert language_spread({"en": {"map@20": 0.5}}, "map@20") is None
     assert language_spread(per, "recall@1") is None
+
+
+# --- answerability ----------------------------------------------------------------------------
+
+
+def test_auroc_counts_ties_half():
+    # pairs (pos, neg): (3,1) (3,2) (2,1) win, (2,2) ties -> (3 + 0.5) / 4
+    assert auroc([3, 2], [1, 2]) == pytest.approx(0.875)
+    assert auroc([1, 1], [1]) == 0.5
+    assert auroc([0.1], [0.2, 0.3]) == 0.0
+    assert auroc([0.9, 0.8], [0.1]) == 1.0
+    # 3 positives, 2 negatives: 0.7 beats both, 0.4 beats 0.2 and ties 0.4, 0.1 beats none -> 3.5 / 6
+    assert auroc([0.7, 0.4, 0.1], [0.4, 0.2]) == pytest.approx(3.5 / 6)
+    assert auroc([], [1.0]) != auroc([], [1.0])  # NaN with an empty side
+
+
+def test_expected_calibration_error():
+    # bin 1: p 0.1, 0.15 (mean 0.125) vs outcomes 0, 1 (0.5): 0.5 * 0.375; bin 9: p 0.9, 0.95 vs 1, 1: 0.5 * 0.075
+    assert expected_calibration_error([0.1, 0.15, 0.9, 0.95], [0, 1, 1, 1]) == pytest.approx(0.1875 + 0.0375)
+    # two bins: [0, 0.5) holds 0.2, 0.4 (0.3 vs 0.5), [0.5, 1] holds 0.6 (vs 1): 2/3 * 0.2 + 1/3 * 0.4
+    assert expected_calibration_error([0.2, 0.4, 0.6], [0, 1, 1], bins=2) == pytest.approx(0.4 / 3 + 0.4 / 3)
+    assert expected_calibration_error([1.0, 0.0], [True, False]) == 0.0  # p = 1 falls in the last bin
+    assert expected_calibration_error([0.5, 0.5], [1, 0]) == 0.0
+    nan = expected_calibration_error([], [])
+    assert nan != nan
+    with pytest.raises(ValueError):
+        expected_calibration_error([0.5], [1, 0])
+    with pytest.raises(ValueError):
+        expected_calibration_error([1.5], [1])
+
+
+def test_kept_and_refused_at_k():
+    ranked, relevances = ["a", "b", "c"], [0.9, 0.6, 0.2]
+    assert kept_at_k(ranked, {"b", "x"}, relevances, 0.5) == 1.0
+    assert kept_at_k(ranked, {"b"}, relevances, 0.7) == 0.0  # b ranks but falls under the threshold
+    assert kept_at_k(ranked, {"b"}, relevances, 0.5, k=1) == 0.0  # b is not in the top 1
+    assert kept_at_k(ranked, {"c"}, relevances, 0.2) == 1.0  # at the threshold counts as kept
+    assert kept_at_k(ranked, set(), relevances, 0.0) == 0.0
+    assert refused_at_k([0.4, 0.3], 0.5) == 1.0
+    assert refused_at_k([0.4, 0.6], 0.5) == 0.0
+    assert refused_at_k([0.4, 0.6], 0.5, k=1) == 1.0
+    assert refused_at_k([0.5], 0.5) == 0.0
+    assert refused_at_k([], 0.5) == 1.0

@@ -1,5 +1,6 @@
 """Evaluation: data sets, ranking metrics, and the runner that drives the real pipeline."""
 
+from babelrank.evaluation.answerability import score_answerability
 from babelrank.evaluation.datasets import (
     BitextPair,
     EvalCorpus,
@@ -15,17 +16,22 @@ from babelrank.evaluation.datasets import (
     tatoeba_mixed_pool,
     xquad_paragraph_pool,
     xquad_r_sentence_pool,
+    xquad_unanswerable_pool,
 )
 from babelrank.evaluation.metrics import (
+    auroc,
     average_precision_at_k,
     evaluate_by_group,
     evaluate_run,
+    expected_calibration_error,
     hit_at_k,
+    kept_at_k,
     latency_percentiles,
     ndcg_at_k,
     query_metrics,
     recall_at_k,
     reciprocal_rank,
+    refused_at_k,
 )
 from babelrank.evaluation.runner import EvalReport, default_cache_dir, evaluate
 from babelrank.evaluation.user_data import user_corpus
@@ -37,13 +43,16 @@ __all__ = [
     "EvalQuery",
     "EvalReport",
     "Judgement",
+    "auroc",
     "available_tatoeba_languages",
     "average_precision_at_k",
     "default_cache_dir",
     "evaluate",
     "evaluate_by_group",
     "evaluate_run",
+    "expected_calibration_error",
     "hit_at_k",
+    "kept_at_k",
     "latency_percentiles",
     "load_queries",
     "load_tatoeba",
@@ -53,9 +62,12 @@ __all__ = [
     "query_metrics",
     "recall_at_k",
     "reciprocal_rank",
+    "refused_at_k",
+    "score_answerability",
     "tatoeba_english_only",
     "tatoeba_mixed_pool",
     "user_corpus",
     "xquad_paragraph_pool",
     "xquad_r_sentence_pool",
+    "xquad_unanswerable_pool",
 ]

@@ -15,9 +15,11 @@ import logging
 from bisect import bisect_right
 from collections import Counter
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from babelrank.errors import SourceError
 from babelrank.models.language import UNDETERMINED, normalize_language_code
@@ -36,11 +38,13 @@ class EvalDocument:
 
 @dataclass(frozen=True)
 class EvalQuery:
-    """One query; `language` is None when the source does not say (user data)."""
+    """One query; `language` is None when the source does not say (user data). `metadata`
+    holds what a benchmark knows about it (XQuAD: `article`, `paragraph`)."""
 
     id: str
     text: str
     language: str | None
+    metadata: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -49,7 +53,8 @@ class EvalCorpus:
 
     `exclude[query_id]` lists documents that must not count for that query (its own sentence
     in a mixed pool): a runner drops them from the ranking before scoring (`filter_run`), so it
-    should fetch `k + len(exclude[q])` results to keep k.
+    should fetch `k + len(exclude[q])` results to keep k. A query whose `qrels` entry is empty
+    has no answer in the pool (`xquad_unanswerable_pool`); ranking metrics leave it out.
     """
 
     name: str
@@ -338,6 +343,50 @@ def xquad_paragraph_pool(
     name = f"xquad-paragraphs:{'+'.join(query_languages)}->{'+'.join(doc_languages)}"
     _report_defects(name, "paragraph records", skipped, total)
     logger.info("%s: %d documents, %d queries", name, len(documents), len(queries))
+    return EvalCorpus(name, documents, queries, qrels)
+
+
+def xquad_unanswerable_pool(
+    data_dir: str | Path,
+    doc_languages: Sequence[str],
+    query_languages: Sequence[str] | None = None,
+    *,
+    removed: float = 0.5,
+    seed: int = 0,
+    limit: int | None = None,
+) -> EvalCorpus:
+    """XQuAD paragraphs with a random share of paragraph positions removed in every language.
+
+    `xquad_paragraph_pool`, then the paragraphs of `int(removed * n)` of its n positions
+    (article, paragraph), drawn with ``numpy.random.default_rng(seed).choice(n, ..., replace=False)``
+    over the positions in file order, are dropped in every document language: the questions
+    about them have no answer in the collection, and their `qrels` entry is empty. Every
+    question of the query languages (default: the document languages) is kept; its
+    `metadata` holds `article`, `paragraph` and `answerable`. The same files, seed and share
+    always remove the same positions (with seed 0 and 0.5, those of
+    `benchmarks/relevance_study.py`).
+
+    Raises:
+        ValueError: `removed` outside [0, 1).
+    """
+    if not 0.0 <= removed < 1.0:
+        raise ValueError(f"removed is the share of paragraph positions to remove, in [0, 1), got {removed}")
+    query_languages = doc_languages if query_languages is None else query_languages
+    pool = xquad_paragraph_pool(data_dir, doc_languages, query_languages, limit=limit)
+    where = {d.id: (int(d.metadata["article"]), int(d.metadata["paragraph"])) for d in pool.documents}
+    positions = sorted(set(where.values()))
+    drawn = np.random.default_rng(seed).choice(len(positions), int(removed * len(positions)), replace=False)
+    gone = {positions[i] for i in drawn.tolist()}
+    queries, qrels = [], {}
+    for q in pool.queries:
+        a, p = where[next(iter(pool.qrels[q.id]))]
+        queries.append(replace(q, metadata={"article": a, "paragraph": p, "answerable": (a, p) not in gone}))
+        qrels[q.id] = set() if (a, p) in gone else set(pool.qrels[q.id])
+    documents = [d for d in pool.documents if where[d.id] not in gone]
+    name = (f"xquad-unanswerable:{'+'.join(_unique(query_languages))}->{'+'.join(_unique(doc_languages))}"
+            f":removed={removed:g}:seed={seed}")
+    logger.info("%s: %d of %d paragraph positions removed; %d documents, %d queries (%d answerable)",
+                name, len(gone), len(positions), len(documents), len(queries), sum(bool(r) for r in qrels.values()))
     return EvalCorpus(name, documents, queries, qrels)
 
 

@@ -24,6 +24,16 @@ Definitions (|R| = number of relevant ids, rel_i = 1 when rank i holds a new rel
   mAP@20 (Roy et al. 2020; `average_precision_at_k` in the LAReQA/XTREME-R code, itself the
   Kaggle `apk`). For an XQuAD-R question with four relevant sentences (one per language), a
   ranking with them at ranks 1, 2, 5 and 30 scores (1/1 + 2/2 + 3/5) / 4 = 0.65.
+
+Answerability ("is the answer in the collection at all?", `babelrank.evaluation.answerability`):
+
+* AUROC = P(score of a random positive > score of a random negative), ties counting half
+  (the Mann-Whitney U statistic over n_pos * n_neg).
+* ECE (expected calibration error) = sum over equal-width bins of p of
+  (share of items in the bin) * |mean p - mean outcome| in the bin.
+* kept@k = 1 when a relevant id is in the top k with a relevance >= min_relevance (the
+  answer survives the product's filter); refused@k = 1 when no relevance in the top k
+  reaches min_relevance (the search says "no answer here").
 """
 
 from __future__ import annotations
@@ -175,6 +185,77 @@ def evaluate_by_group(
     for q, rel in qrels.items():
         groups.setdefault(group_of[q], {})[q] = rel
     return {g: evaluate_run(run, sub, ks, mrr_k, ndcg_k, map_k) for g, sub in sorted(groups.items())}
+
+
+def auroc(positives: Sequence[float], negatives: Sequence[float]) -> float:
+    """Area under the ROC curve: the chance that a positive outscores a negative, ties half.
+
+    Args:
+        positives: Scores of the positive items (e.g. answerable questions).
+        negatives: Scores of the negative items.
+
+    Returns:
+        The AUROC in [0, 1]; NaN when either side is empty.
+    """
+    pos, neg = np.asarray(positives, dtype=np.float64), np.asarray(negatives, dtype=np.float64)
+    if not len(pos) or not len(neg):
+        return float("nan")
+    _, inverse, counts = np.unique(np.concatenate([pos, neg]), return_inverse=True, return_counts=True)
+    ends = np.cumsum(counts)
+    ranks = (ends - (counts - 1) / 2.0)[inverse]  # 1-based ranks, tied values share their mean rank
+    u = ranks[: len(pos)].sum() - len(pos) * (len(pos) + 1) / 2.0
+    return float(u / (len(pos) * len(neg)))
+
+
+def expected_calibration_error(probabilities: Sequence[float], outcomes: Sequence[float], bins: int = 10) -> float:
+    """Expected calibration error over `bins` equal-width bins of the probabilities.
+
+    Bin i holds p in [i / bins, (i + 1) / bins), the last one also p = 1.
+
+    Args:
+        probabilities: Predicted probabilities in [0, 1].
+        outcomes: What happened, 1 or 0 (True/False), one per probability.
+        bins: Number of bins (>= 1).
+
+    Returns:
+        The ECE in [0, 1]; NaN for no items.
+
+    Raises:
+        ValueError: Lengths differ, bins < 1, or a probability outside [0, 1].
+    """
+    p, y = np.asarray(probabilities, dtype=np.float64), np.asarray(outcomes, dtype=np.float64)
+    if p.shape != y.shape or bins < 1:
+        raise ValueError(f"need as many outcomes as probabilities ({y.shape} vs {p.shape}) and bins >= 1")
+    if not p.size:
+        return float("nan")
+    if p.min() < 0.0 or p.max() > 1.0:
+        raise ValueError("probabilities must lie in [0, 1]")
+    which = np.minimum((p * bins).astype(int), bins - 1)
+    return float(sum((which == b).mean() * abs(p[which == b].mean() - y[which == b].mean())
+                     for b in np.unique(which)))
+
+
+def kept_at_k(ranked: Sequence[str], relevant: Relevance, relevances: Sequence[float],
+              min_relevance: float, k: int = 10) -> float:
+    """1.0 when a relevant id is in the top k with a relevance >= `min_relevance`, else 0.0.
+
+    Args:
+        ranked: Document ids, best first.
+        relevant: The relevant ids (or id -> grade).
+        relevances: The relevance of each ranked id (same order).
+        min_relevance: The product's threshold.
+        k: Ranks that count.
+    """
+    grades = _grades(relevant)
+    gains = _gains(ranked, grades, k)
+    return float(any(g > 0 and r >= min_relevance for g, r in zip(gains, relevances)))
+
+
+def refused_at_k(relevances: Sequence[float], min_relevance: float, k: int = 10) -> float:
+    """1.0 when no relevance among the first k reaches `min_relevance` (nothing kept), else 0.0."""
+    if k < 1:
+        raise ValueError(f"k must be >= 1, got {k}")
+    return float(not any(r >= min_relevance for r in list(relevances)[:k]))
 
 
 def language_spread(per_language: Mapping[str, Mapping[str, float]], metric: str) -> dict[str, Any] | None:

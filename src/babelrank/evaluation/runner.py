@@ -2,10 +2,11 @@
 
 `evaluate` ingests the corpus documents with `BabelIndex.ingest_documents` into a Chroma
 collection of its own (chunking, the product's language detection and embedding exactly as
-users get them), asks every query with `BabelIndex.search`, maps chunk hits back to document
-ids, drops each query's excluded documents (`EvalCorpus.filter_run`) and computes ranking
-metrics overall and per query language, the share of same-language documents in the top 10,
-query-language detection accuracy and per-stage latency.
+users get them), asks every query with `BabelIndex.search` (keeping every result:
+`min_relevance=None`; each result's `relevance` is recorded in `EvalReport.signals`), maps
+chunk hits back to document ids, drops each query's excluded documents (`EvalCorpus.filter_run`)
+and computes ranking metrics overall and per query language, the share of same-language
+documents in the top 10, query-language detection accuracy and per-stage latency.
 
 Embedding cache: the store of each (embedding model, chunking, language detector, corpus
 content) lives in its own folder under the cache directory (``$BABELRANK_EVAL_CACHE`` or
@@ -70,8 +71,11 @@ class EvalReport:
     `metrics` holds the run averages (`recall@1/5/10`, `hit@1/5/10`, `mrr@10`, `ndcg@10`,
     `map@<k>`, `same_language@10`, `query_language_accuracy`, `queries`); `per_language` the
     same per query language. `run` is the scored ranking (document ids, best first, at most k
-    per query, excluded documents removed); it is left out of `as_dict()` unless asked for.
-    `timings` holds the per-query seconds of each stage that `latency_ms` summarises.
+    per query, excluded documents removed); it and `signals` are left out of `as_dict()` unless
+    asked for. `signals[query_id]` holds, in the order of `run[query_id]`, each document's `relevance`
+    (None without a relevance calibration) and `retrieval_score` (of its best chunk), and the
+    search's `answerable`. `timings` holds the per-query seconds of each stage that
+    `latency_ms` summarises.
     """
 
     corpus: str
@@ -90,6 +94,7 @@ class EvalReport:
     run: dict[str, list[str]] = field(default_factory=dict, repr=False)
     detected_query_language: dict[str, str] = field(default_factory=dict, repr=False)
     timings: dict[str, list[float]] = field(default_factory=dict, repr=False)
+    signals: dict[str, dict[str, Any]] = field(default_factory=dict, repr=False)
 
     def as_dict(self, include_run: bool = False) -> dict[str, Any]:
         """JSON-ready form: the run-level metrics are top-level keys (`map@20`, `recall@10`, ...)."""
@@ -121,6 +126,7 @@ class EvalReport:
         if include_run:
             out["run"] = self.run
             out["detected_query_language"] = self.detected_query_language
+            out["signals"] = self.signals
         return out
 
 
@@ -373,8 +379,8 @@ def _run(
     chunks = max(1, ingest["chunks"])
     depth = _first_depth(corpus, k, top_k, index.settings.top_k, chunks)
     search = _Search(index, corpus.exclude, k=k, depth=depth, chunks=chunks,
-                     options={"rerank": rerank, "neutral": neutral, "dedup": dedup})
-    run, detected, timings = _ask_all(search, corpus.queries, progress=progress)
+                     options={"rerank": rerank, "neutral": neutral, "dedup": dedup, "min_relevance": None})
+    run, detected, timings, signals = _ask_all(search, corpus.queries, progress=progress)
     run = corpus.filter_run(run)
     metrics, per_language = score_run(corpus, run, doc_language, detected, k)
     stages = [s for s in (*STAGES, "total") if timings[s] and (s != "rerank" or rerank)]
@@ -395,6 +401,7 @@ def _run(
         run=run,
         detected_query_language=detected,
         timings={s: timings[s] for s in stages},
+        signals=signals,
     )
 
 
@@ -461,14 +468,16 @@ class _Search:
 
 def _ask_all(
     search: Callable[[EvalQuery], tuple[list[str], "SearchResult"]], queries: Sequence[EvalQuery], *, progress: bool
-) -> tuple[dict[str, list[str]], dict[str, str], dict[str, list[float]]]:
-    """Every query's ranking, detected language and per-stage seconds (and "total")."""
+) -> tuple[dict[str, list[str]], dict[str, str], dict[str, list[float]], dict[str, dict[str, Any]]]:
+    """Every query's ranking, detected language, per-stage seconds (and "total") and
+    `EvalReport.signals`."""
     from tqdm.auto import tqdm
 
     search(queries[0])  # warm-up: first-call overheads stay out of the latencies
     run: dict[str, list[str]] = {}
     detected: dict[str, str] = {}
     timings: dict[str, list[float]] = {s: [] for s in (*STAGES, "total")}
+    signals: dict[str, dict[str, Any]] = {}
     for q in tqdm(queries, desc="queries", unit="q", disable=not progress):
         t0 = time.perf_counter()
         ranked, result = search(q)
@@ -478,7 +487,26 @@ def _ask_all(
                 timings[stage].append(result.timings[stage])
         run[q.id] = ranked
         detected[q.id] = result.query_language
-    return run, detected, timings
+        signals[q.id] = _signals(result, ranked)
+    return run, detected, timings, signals
+
+
+def _signals(result: "SearchResult", ranked: Sequence[str]) -> dict[str, Any]:
+    """`EvalReport.signals` of one query: per ranked document the relevance and retrieval score
+    of its best chunk (a translation listed under a dedup result: the result's relevance and
+    its own score), and the search's `answerable`."""
+    best: dict[str, tuple[float | None, float]] = {}
+    for n in result.nodes:
+        meta = n.node.metadata
+        relevance = meta.get("relevance")
+        best.setdefault(str(meta["doc_id"]), (relevance, float(meta["retrieval_score"])))
+        for alt in meta.get("alternates") or ():
+            best.setdefault(doc_id_of(str(alt["id"])), (relevance, float(alt["score"])))
+    return {
+        "relevance": [best[d][0] for d in ranked],
+        "retrieval_score": [best[d][1] for d in ranked],
+        "answerable": result.answerable,
+    }
 
 
 def latency_ms(seconds: Sequence[float]) -> dict[str, float]:

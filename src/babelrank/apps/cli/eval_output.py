@@ -10,6 +10,9 @@ from typing import Any, Sequence
 
 #: metrics shown in the markdown tables, in order
 TABLE_METRICS = ("recall@1", "recall@5", "recall@10", "mrr@10", "ndcg@10", "map@20", "same_language@10", "queries")
+#: columns of the answerability table (``eval xquad-unanswerable``), in order
+ANSWERABILITY_COLUMNS = ("answerable", "unanswerable", "auroc", "auroc_retrieval_score", "kept", "refused", "ece",
+                         "hit@1", "hit@10")
 
 
 def _clean(value: Any) -> Any:
@@ -89,6 +92,30 @@ def report_text(result: dict[str, Any]) -> str:
         markdown_table(rows, TABLE_METRICS),
         "",
         *([_spread_line(result["language_spread"])] if "language_spread" in result else []),
+        _latency_line(result["latency_ms"]),
+        f"ingest: {ingest['documents']} documents, {ingest['chunks']} chunks, {ingest['chunks_embedded']} embedded"
+        + (f" ({ingest['chunks_per_s']} chunks/s)" if ingest.get("chunks_per_s") else ""),
+    ]
+    return "\n".join(lines)
+
+
+def answerability_text(result: dict[str, Any]) -> str:
+    """An answerability report (``eval xquad-unanswerable``) as markdown: a header, one row per
+    query language and one for all, the same per article split, latency and ingest figures."""
+    rows = {**result["per_language"], "all": {k: v for k, v in result.items() if not isinstance(v, dict)}}
+    split_rows = {f"{lang} · {name}": figures for name, split in result["splits"].items()
+                  for lang, figures in {**split["per_language"], "all": split["all"]}.items()}
+    ingest = result["ingest"]
+    removed = (f"{result['positions_removed']} of {result['positions']} paragraph positions removed "
+               f"(share {result['removed']}, seed {result['seed']})") if result.get("positions") else "no positions"
+    lines = [
+        header(result),
+        "",
+        f"{removed} · min_relevance {result['min_relevance']} · top {result['k']} results",
+        "",
+        markdown_table(rows, ANSWERABILITY_COLUMNS),
+        *(["", markdown_table(split_rows, ANSWERABILITY_COLUMNS)] if split_rows else []),
+        "",
         _latency_line(result["latency_ms"]),
         f"ingest: {ingest['documents']} documents, {ingest['chunks']} chunks, {ingest['chunks_embedded']} embedded"
         + (f" ({ingest['chunks_per_s']} chunks/s)" if ingest.get("chunks_per_s") else ""),

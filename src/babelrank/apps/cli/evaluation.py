@@ -3,6 +3,7 @@
     babelrank eval xquad-r --data DIR --languages en,ru,de,es --model PATH --reranker none --json
     babelrank eval tatoeba-mixed --data DIR --languages ukr,rus --model PATH --reranker none --json
     babelrank eval xquad --data DIR --doc-languages en,ru --query-languages ru,de,es,en
+    babelrank eval xquad-unanswerable --data DIR --languages en,ru,de,es --model PATH --reranker none
     babelrank eval judgements --queries FILE --docs PATH [PATH ...] [--qrels FILE]
     babelrank compare xquad-r --data DIR --model A --model B --backend torch,onnx-int8 --reranker none
 
@@ -19,11 +20,17 @@ import sys
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-from babelrank.apps.cli.eval_output import emit, header, markdown_table, report_text
+from babelrank.apps.cli.eval_output import (
+    answerability_text,
+    emit,
+    header,
+    markdown_table,
+    report_text,
+)
 from babelrank.apps.cli.settings import settings_from_args
-from babelrank.config import BACKENDS, Settings, mode_flag
+from babelrank.config import BACKENDS, DEFAULT_MIN_RELEVANCE, Settings, mode_flag
 from babelrank.errors import BabelrankError, ConfigError, SourceError
-from babelrank.evaluation import datasets
+from babelrank.evaluation import answerability, datasets
 from babelrank.evaluation.compare import (
     PLOT_INSTALL,
     Summarise,
@@ -53,6 +60,26 @@ def _positive(value: str) -> int:
     if n < 1:
         raise argparse.ArgumentTypeError(f"must be >= 1, got {n}")
     return n
+
+
+def _share(value: str) -> float:
+    try:
+        x = float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a number") from None
+    if not 0.0 <= x < 1.0:
+        raise argparse.ArgumentTypeError(f"must be in [0, 1), got {x}")
+    return x
+
+
+def _probability(value: str) -> float:
+    try:
+        x = float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a number") from None
+    if not 0.0 <= x <= 1.0:
+        raise argparse.ArgumentTypeError(f"must be between 0 and 1, got {x}")
+    return x
 
 
 def _backends(value: str) -> list[str]:
@@ -173,6 +200,26 @@ def _benchmarks(parser: argparse.ArgumentParser, compare: bool, parents: list[ar
     p.add_argument("--query-languages", type=_languages, required=True, help="e.g. ru,de,es,en")
     _common(p, compare)
 
+    p = add("xquad-unanswerable", _xquad_unanswerable, help="XQuAD with half the paragraphs removed: does "
+            "relevance tell answerable questions from unanswerable ones?",
+            description="XQuAD paragraphs of the languages in one collection, with the paragraphs of a random "
+            "share of the paragraph positions removed in every language; every question of the languages is asked. "
+            "Per query language: AUROC of the top result's relevance (answerable vs unanswerable) and of its "
+            "retrieval score, at --min-relevance the share of answerable questions kept (answer in the top 10 "
+            "with relevance >= it) and of unanswerable ones refused (nothing in the top 10 reaches it), ECE of the "
+            "top result's relevance for 'the top result is the answer', hit@1 and hit@10; also per article split.")
+    p.add_argument("--data", type=Path, required=True, help="folder holding xquad.<lang>.json")
+    p.add_argument("--languages", type=_languages, default=["en", "ru", "de", "es"],
+                   help="document and query languages (default en,ru,de,es)")
+    p.add_argument("--removed", type=_share, default=0.5, help="share of paragraph positions removed (default 0.5)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the removed positions (default 0)")
+    p.add_argument("--min-relevance", type=_probability, help="threshold of kept/refused (default: the setting "
+                   f"min_relevance, else {DEFAULT_MIN_RELEVANCE})")
+    p.add_argument("--dev-articles", type=int, default=answerability.DEV_ARTICLES,
+                   help=f"articles below it are the development split, the rest held out (default "
+                   f"{answerability.DEV_ARTICLES}: 0-35 / 36-47)")
+    _common(p, compare)
+
     p = add("judgements", _judgements, help="your own queries and relevant documents",
             description="Without --qrels, --queries is JSONL: {\"query\": ..., \"relevant\": [document "
             "id or passage text, ...], \"id\"?: ..., \"language\"?: ...}. With --qrels (TREC: qid iter "
@@ -270,6 +317,19 @@ def _xquad_corpus(args: argparse.Namespace) -> EvalCorpus:
         args.data, args.doc_languages, args.query_languages, limit=args.limit))
 
 
+def _unanswerable_corpus(args: argparse.Namespace) -> EvalCorpus:
+    return _load("XQuAD", lambda: datasets.xquad_unanswerable_pool(
+        args.data, args.languages, removed=args.removed, seed=args.seed, limit=args.limit))
+
+
+def _min_relevance(args: argparse.Namespace, settings: Settings) -> float:
+    """--min-relevance, else the setting, else the product default (the setting 'none' keeps every
+    result, and a search's `answerable` then uses the default)."""
+    if args.min_relevance is not None:
+        return args.min_relevance
+    return DEFAULT_MIN_RELEVANCE if settings.min_relevance is None else settings.min_relevance
+
+
 def _judgements_corpus(args: argparse.Namespace) -> EvalCorpus:
     def load() -> EvalCorpus:
         if args.qrels:
@@ -291,6 +351,25 @@ def _xquad(args: argparse.Namespace) -> int:
 
 def _judgements(args: argparse.Namespace) -> int:
     return _print_report(args, _Pipeline(args).run(_judgements_corpus(args)))
+
+
+def _xquad_unanswerable(args: argparse.Namespace) -> int:
+    corpus = _unanswerable_corpus(args)
+    pipeline = _Pipeline(args)
+    run = pipeline.run(corpus)
+    report = run.as_dict()
+    scores = answerability.score_answerability(corpus, run, dev_articles=args.dev_articles,
+                                         min_relevance=_min_relevance(args, pipeline.settings))
+    result = {
+        "benchmark": "xquad-unanswerable",
+        **{key: report[key] for key in ("corpus", "model", "reranker", "neutral", "neutral_active", "dedup")},
+        "languages": args.languages,
+        "removed": args.removed,
+        "seed": args.seed,
+        **scores,
+        **{key: report[key] for key in ("latency_ms", "ingest", "counts", "store")},
+    }
+    return emit(result, answerability_text(result), as_json=args.json, path=args.output)
 
 
 TATOEBA_KEYS = ("recall@5", "recall@10", "mrr@10", "ndcg@10", "same_language@10", "query_language_accuracy")
@@ -378,10 +457,14 @@ def _tatoeba_mixed(args: argparse.Namespace) -> int:
 # --- compare ------------------------------------------------------------------------------
 
 
-def _compare_plan(args: argparse.Namespace) -> tuple[list[EvalCorpus], Summarise | None, tuple[str, ...]]:
+def _compare_plan(
+    args: argparse.Namespace, settings: Settings
+) -> tuple[list[EvalCorpus], Summarise | None, tuple[str, ...]]:
     """The corpora of the benchmark, how to summarise one configuration's reports, and the
     main quality metrics (the first is plotted)."""
     ranking = ("ndcg@10", "mrr@10", "recall@10")
+    if args.benchmark == "xquad-unanswerable":
+        return _unanswerable_plan(args, settings)
     if args.benchmark == "xquad-r":
         return [_xquad_r_corpus(args)], None, (f"map@{args.k}", "recall@1", "recall@10")
     if args.benchmark == "xquad":
@@ -396,6 +479,22 @@ def _compare_plan(args: argparse.Namespace) -> tuple[list[EvalCorpus], Summarise
     return [c for _, mixed, english in tatoeba for c in (mixed, english)], summarise, TATOEBA_MEANS[:2] + ("recall@10",)
 
 
+def _unanswerable_plan(
+    args: argparse.Namespace, settings: Settings
+) -> tuple[list[EvalCorpus], Summarise, tuple[str, ...]]:
+    """`_compare_plan` of xquad-unanswerable: per configuration the mean and the worst query
+    language of AUROC, kept, refused and ECE (`answerability.summary`)."""
+    corpus, min_relevance = _unanswerable_corpus(args), _min_relevance(args, settings)
+
+    def summarise(reports: Sequence[EvalReport]) -> tuple[dict[str, float | None], dict[str, dict[str, Any]]]:
+        (report,) = reports
+        return answerability.summary(answerability.score_answerability(
+            corpus, report, min_relevance=min_relevance, dev_articles=args.dev_articles))
+
+    metrics = tuple(f"{name}_{how}" for name in answerability.SUMMARY_METRICS for how in ("mean", "worst"))
+    return [corpus], summarise, metrics
+
+
 def _compare(args: argparse.Namespace) -> int:
     if args.k < 10:
         raise ConfigError(f"--k must be at least 10 (recall@10 and ndcg@10), got {args.k}")
@@ -408,7 +507,7 @@ def _compare(args: argparse.Namespace) -> int:
         [b for group in args.backends or [[settings.backend]] for b in group],
         args.rerankers or [settings.rerank_model],
     )
-    corpora, summarise, metrics = _compare_plan(args)
+    corpora, summarise, metrics = _compare_plan(args, settings)
     comparison = compare(
         corpora, settings, configs, metrics=metrics, benchmark=args.benchmark if len(corpora) > 1 else None,
         summarise=summarise, neutral=mode_flag(args.neutral), dedup=_dedup_flag(args.dedup), k=args.k, progress=progress,
