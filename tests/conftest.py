@@ -107,3 +107,21 @@ def refuse(monkeypatch: pytest.MonkeyPatch) -> Callable[[Path, object, str], Non
         monkeypatch.setattr(obj, name, refusing)
 
     return install
+
+
+@pytest.fixture
+def pin_relevance() -> Callable[[Any], None]:
+    """Give a collection (a `BabelIndex`'s store) a relevance calibration whose relevance is
+    0.5 +- 0.01 for any result, so `min_relevance` tests do not depend on a tiny model's fit
+    (whose log-odds can saturate a relevance at exactly 1.0)."""
+    from babelrank.query.relevance import RelevanceCalibration
+    from babelrank.store.chroma import RELEVANCE_KEY
+
+    def pin(index: Any) -> None:
+        counts = index.calibration.current().counts
+        languages = tuple(sorted(x for x in counts if x != "und"))
+        flat = RelevanceCalibration(0.0, 10.0, 0.01, 1.0, sum(counts.values()), 2, languages)
+        index.store.update_meta(RELEVANCE_KEY, lambda _: flat.to_dict())
+
+    return pin
+

@@ -12,7 +12,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 import pytest
 
@@ -199,7 +199,12 @@ def bilingual(env: dict[str, str], tmp_path: Path, capsys: pytest.CaptureFixture
     return {**env, "store": str(tmp_path / "bilingual-store")}
 
 
-def test_query_with_no_answer_says_so_and_exits_0(bilingual: dict[str, str], capsys: pytest.CaptureFixture[str]) -> None:
+def test_query_with_no_answer_says_so_and_exits_0(bilingual: dict[str, str], capsys: pytest.CaptureFixture[str],
+                                                  pin_relevance: Callable[[Any], None]) -> None:
+    from babelrank import BabelIndex
+
+    with BabelIndex(store_path=bilingual["store"]) as index:
+        pin_relevance(index)
     code, out, err = run(capsys, "query", "river and bridge", "--store", bilingual["store"], "--min-relevance", "1")
     lines = out.splitlines()
     assert code == 0 and lines[1] == "No answer here: no chunk of the collection reaches min_relevance."

@@ -48,7 +48,8 @@ def test_every_result_has_a_relevance_and_the_search_says_whether_it_is_answerab
     assert "relevance" in result.timings
 
 
-def test_min_relevance_drops_results_below_it(index: BabelIndex) -> None:
+def test_min_relevance_drops_results_below_it(index: BabelIndex, pin_relevance: Callable[[Any], None]) -> None:
+    pin_relevance(index)
     query = "the library opens on Saturdays"
     everything = index.search(query, top_k=200, top_n=200, min_relevance=None).nodes
     values = sorted(n.node.metadata["relevance"] for n in everything)
@@ -62,10 +63,12 @@ def test_min_relevance_drops_results_below_it(index: BabelIndex) -> None:
     assert index.search(query, min_relevance=0.0).answerable is True
 
 
-def test_the_setting_is_the_default_and_is_checked(make_index: Callable[..., BabelIndex]) -> None:
-    idx = make_index(rerank_model="none", min_relevance=1.0)
+def test_the_setting_is_the_default_and_is_checked(make_index: Callable[..., BabelIndex],
+                                                   pin_relevance: Callable[[Any], None]) -> None:
+    idx = make_index(rerank_model="none", min_relevance=0.9)
     idx.ingest([DATA])
     idx.ingest_texts(MORE)
+    pin_relevance(idx)
     assert idx.search("river").nodes == []
     assert idx.search("river", min_relevance=None).nodes
     from babelrank.errors import ConfigError
@@ -84,7 +87,10 @@ class CountingLLM(MockLLM):
         return super().complete(prompt, formatted=formatted, **kwargs)
 
 
-def test_the_query_engine_does_not_call_the_llm_when_nothing_is_relevant(index: BabelIndex) -> None:
+def test_the_query_engine_does_not_call_the_llm_when_nothing_is_relevant(
+    index: BabelIndex, pin_relevance: Callable[[Any], None]
+) -> None:
+    pin_relevance(index)
     CountingLLM.calls = 0
     empty = index.as_query_engine(llm=CountingLLM(max_tokens=8), min_relevance=1.0).query("river")
     assert str(empty) == index.settings.no_answer_message and empty.source_nodes == []
@@ -95,9 +101,10 @@ def test_the_query_engine_does_not_call_the_llm_when_nothing_is_relevant(index: 
     assert answered.source_nodes and CountingLLM.calls >= 1
 
 
-def test_async_query_engine_no_answer(index: BabelIndex) -> None:
+def test_async_query_engine_no_answer(index: BabelIndex, pin_relevance: Callable[[Any], None]) -> None:
     import asyncio
 
+    pin_relevance(index)
     engine = index.as_query_engine(llm=CountingLLM(max_tokens=8), min_relevance=1.0, no_answer_message="none here")
     assert str(asyncio.run(engine.aquery("river"))) == "none here"
 

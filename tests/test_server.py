@@ -11,7 +11,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 import numpy as np
 import pytest
@@ -104,9 +104,11 @@ def test_query_filters_and_no_rerank(client: TestClient) -> None:
     assert body["results"] and all(r["metadata"]["topic"] == "places" for r in body["results"])
 
 
-def test_query_relevance_and_no_answer(tiny_models: dict[str, Path], tmp_path: Path) -> None:
+def test_query_relevance_and_no_answer(tiny_models: dict[str, Path], tmp_path: Path,
+                                       pin_relevance: Callable[[Any], None]) -> None:
     index = BabelIndex(_settings(tiny_models, tmp_path / "store"))
     index.ingest_texts([f"Note {i}: the river flows past mill {i} and the market square." for i in range(60)])
+    pin_relevance(index)
     with TestClient(create_app(index=index, server_settings=ServerSettings())) as client:
         _relevance_answers(client)
     index.close()
