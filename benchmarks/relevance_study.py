@@ -152,7 +152,8 @@ def calibrate(pool: Pool, texts: list[str], threshold: float | None, model: str)
     from babelrank.query.relevance_fit import CollectionVectors, fit_relevance
 
     ids = [f"{i:06d}" for i in range(len(pool.P))]
-    coll = CollectionVectors(ids, list(pool.langs), pool.P, pool.scorer, threshold)
+    documents = [f"{lang}:{pid}" for lang, pid in zip(pool.langs, pool.pids)]  # one chunk per paragraph
+    coll = CollectionVectors(ids, documents, list(pool.langs), pool.P, pool.scorer, threshold)
     return fit_relevance(coll, lambda some: [texts[int(i)] for i in some],
                          lambda q: embed(q, "query", model), lambda d: embed(d, "document", model))
 

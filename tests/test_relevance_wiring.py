@@ -161,6 +161,21 @@ def test_a_tiny_collection_has_no_relevance_and_filters_nothing(make_index: Call
     assert result.nodes and all("relevance" not in n.node.metadata for n in result.nodes)
 
 
+def test_a_pseudo_query_holds_out_its_whole_document(make_index: Callable[..., BabelIndex]) -> None:
+    from babelrank.query.relevance_fit import CollectionVectors
+
+    idx = make_index(rerank_model="none", chunk_tokens=16, chunk_overlap=0)
+    idx.ingest_texts([" ".join(f"Sentence {j} of document {i} tells of rivers and bridges." for j in range(6))
+                      for i in range(12)])
+    coll = CollectionVectors.from_store(idx.store, idx.searcher.scorer("on"), None)
+    k = 0
+    same = coll.documents == coll.documents[k]
+    assert same.sum() > 1 and (coll.held_out(k) == same).all()  # no translation test: the document only
+    one = make_index(rerank_model="none", chunk_tokens=16, chunk_overlap=0, store_path=idx.settings.store_path.parent / "one")
+    one.ingest_texts([" ".join(f"Sentence {j} tells of a single long document." for j in range(80))])
+    assert one.store.count() >= 50 and one.relevance.current() is None  # every chunk is the document: no null
+
+
 def test_sentences_and_cloze() -> None:
     assert split_sentences("The cat sat. The dog ran! Why? 42 is it.") == ["The cat sat.", "The dog ran!", "Why?", "42 is it."]
     assert split_sentences("Кіт сидів. Пес біг.") == ["Кіт сидів.", "Пес біг."]
