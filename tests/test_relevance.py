@@ -10,6 +10,7 @@ import pytest
 
 from babelrank.config import DEFAULT_MIN_RELEVANCE
 from babelrank.query.relevance import (
+    FORMAT_VERSION,
     RelevanceCalibration,
     answerable,
     expected_null_max,
@@ -104,7 +105,7 @@ def test_fit_needs_measurements() -> None:
 
 def test_round_trip_through_json() -> None:
     d = json.loads(json.dumps(CAL.to_dict()))
-    assert d["version"] == 1
+    assert d["version"] == FORMAT_VERSION
     assert RelevanceCalibration.from_dict(d) == CAL
 
 

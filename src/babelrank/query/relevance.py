@@ -78,7 +78,9 @@ import numpy as np
 
 from babelrank.config import DEFAULT_MIN_RELEVANCE
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+"""Bumped whenever the fit changes (2: the null holds out the source's whole document), so a
+collection calibrated by an older fit is refitted when it is opened."""
 _MIN_SPREAD = 1e-6
 
 
