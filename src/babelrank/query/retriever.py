@@ -215,7 +215,7 @@ class BabelRetriever(BaseRetriever):
             nodes = [self._node(hit, detection.language) for hit in hits]
         t2 = time.perf_counter()
         timings["search"] = t2 - t1
-        nodes, answerable = self._relevant(nodes, vector, detection.language, scorer)
+        nodes, any_relevant = self._relevant(nodes, vector, detection.language, scorer)
         timings["relevance"] = time.perf_counter() - t2
         t2 = time.perf_counter()
         nodes = self._reranked(nodes, query)
@@ -229,7 +229,7 @@ class BabelRetriever(BaseRetriever):
                 key=lambda n: (n.score or 0.0) + (self.prefer_margin if n.node.metadata.get("language") in preferred else 0.0),
                 reverse=True,
             )
-        return SearchResult(nodes[: self.top_n], detection.language, detection.confidence, timings, answerable)
+        return SearchResult(nodes[: self.top_n], detection.language, detection.confidence, timings, any_relevant)
 
     def _relevant(self, nodes: list[NodeWithScore], vector: np.ndarray, language: str,
                   scorer: NeutralScorer | None) -> tuple[list[NodeWithScore], bool | None]:
