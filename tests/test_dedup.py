@@ -250,8 +250,9 @@ def xquad_four(e5_path: Path, real_data_dir: Path, tmp_path_factory: pytest.Temp
 
     langs = ["en", "ru", "de", "es"]
     corpus = xquad_paragraph_pool(real_data_dir / "xquad", langs, langs, limit=XQUAD_PARAGRAPHS)
+    # module scope: set up before conftest's per-test environment, so min_relevance is given here (ranking only)
     index = BabelIndex(embed_model=str(e5_path), rerank_model="none", store_path=tmp_path_factory.mktemp("xquad4"),
-                       progress=False, device="cpu", chunk_tokens=XQUAD_CHUNK_TOKENS)
+                       progress=False, device="cpu", chunk_tokens=XQUAD_CHUNK_TOKENS, min_relevance="none")
     index.ingest_documents([SourceDocument(d.id, d.text, "xquad") for d in corpus.documents])
     yield index, corpus
     index.close()

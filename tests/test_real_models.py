@@ -23,8 +23,10 @@ FLOORS = {"ru": 0.98, "de": 0.97, "es": 0.97, "en": 0.98}  # measured (neutral o
 @pytest.fixture(scope="module")
 def xquad_index(e5_path: Path, real_data_dir: Path, tmp_path_factory: pytest.TempPathFactory):
     corpus = xquad_paragraph_pool(real_data_dir / "xquad", ["en", "ru"], ["ru", "de", "es", "en"])
+    # module scope: set up before conftest's per-test environment, so min_relevance is given here (ranking only)
     index = BabelIndex(
-        embed_model=str(e5_path), rerank_model="none", store_path=tmp_path_factory.mktemp("xquad"), progress=False
+        embed_model=str(e5_path), rerank_model="none", store_path=tmp_path_factory.mktemp("xquad"), progress=False,
+        min_relevance="none",
     )
     index.ingest_documents([SourceDocument(d.id, d.text, "xquad", {"lang": d.language}) for d in corpus.documents])
     yield index, corpus
