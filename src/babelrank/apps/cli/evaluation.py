@@ -20,6 +20,7 @@ import sys
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
+from babelrank.apps.cli.argtypes import probability_arg
 from babelrank.apps.cli.eval_output import (
     answerability_text,
     emit,
@@ -69,16 +70,6 @@ def _share(value: str) -> float:
         raise argparse.ArgumentTypeError(f"{value!r} is not a number") from None
     if not 0.0 <= x < 1.0:
         raise argparse.ArgumentTypeError(f"must be in [0, 1), got {x}")
-    return x
-
-
-def _probability(value: str) -> float:
-    try:
-        x = float(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{value!r} is not a number") from None
-    if not 0.0 <= x <= 1.0:
-        raise argparse.ArgumentTypeError(f"must be between 0 and 1, got {x}")
     return x
 
 
@@ -213,7 +204,7 @@ def _benchmarks(parser: argparse.ArgumentParser, compare: bool, parents: list[ar
                    help="document and query languages (default en,ru,de,es)")
     p.add_argument("--removed", type=_share, default=0.5, help="share of paragraph positions removed (default 0.5)")
     p.add_argument("--seed", type=int, default=0, help="seed of the removed positions (default 0)")
-    p.add_argument("--min-relevance", type=_probability, help="threshold of kept/refused (default: the setting "
+    p.add_argument("--min-relevance", type=probability_arg, help="threshold of kept/refused (default: the setting "
                    f"min_relevance, else {DEFAULT_MIN_RELEVANCE})")
     p.add_argument("--dev-articles", type=int, default=answerability.DEV_ARTICLES,
                    help=f"articles below it are the development split, the rest held out (default "

@@ -4,8 +4,13 @@ takes, and one small function per command that adds its own options and handler.
 from __future__ import annotations
 
 import argparse
-from typing import Callable
 
+from babelrank.apps.cli.argtypes import (
+    count_arg,
+    language_arg,
+    languages_arg,
+    relevance_arg,
+)
 from babelrank.apps.cli.commands import cmd_delete, cmd_info, cmd_ingest, cmd_query
 from babelrank.apps.cli.evaluation import register as register_eval_commands
 from babelrank.apps.cli.output import PROG
@@ -13,7 +18,6 @@ from babelrank.apps.cli.reindex import add_reindex
 from babelrank.apps.cli.serve import cmd_serve
 from babelrank.apps.cli.tune import add_tune_command
 from babelrank.config import BACKENDS, CONFIG_ENV, MODES, TOP_K_MAX, TOP_N_MAX, VERSION
-from babelrank.models.language import parse_language_code, parse_language_codes
 
 LANGUAGE_BACKENDS = ("auto", "fast", "langdetect", "lingua")
 FORMATTER = argparse.RawDescriptionHelpFormatter
@@ -161,46 +165,3 @@ def _add_serve(sub: argparse._SubParsersAction, common: argparse.ArgumentParser)
     p.add_argument("--max-body-bytes", type=int, metavar="N", help="largest request body (default 10 MiB) [BABELRANK_MAX_BODY_BYTES]")
     p.add_argument("--max-query-chars", type=int, metavar="N", help="longest query (default 2000) [BABELRANK_MAX_QUERY_CHARS]")
     p.set_defaults(func=cmd_serve)
-
-
-def languages_arg(value: str) -> list[str]:
-    """argparse type: a comma-separated list of language codes."""
-    try:
-        return parse_language_codes([value]) or []
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
-
-
-def language_arg(value: str) -> str:
-    """argparse type: one language code."""
-    try:
-        return parse_language_code(value)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
-
-
-def relevance_arg(value: str) -> float | None:
-    """argparse type: a probability in [0, 1], or ``none`` (keep every result)."""
-    if value.strip().lower() == "none":
-        return None
-    try:
-        number = float(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number or 'none': {value!r}") from None
-    if not 0.0 <= number <= 1.0:
-        raise argparse.ArgumentTypeError(f"must be between 0 and 1, got {number}")
-    return number
-
-
-def count_arg(most: int) -> Callable[[str], int]:
-    """argparse type: an integer from 1 to `most` (the HTTP API's bounds of the same option)."""
-    def parse(value: str) -> int:
-        try:
-            number = int(value)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"not an integer: {value!r}") from None
-        if not 1 <= number <= most:
-            raise argparse.ArgumentTypeError(f"must be between 1 and {most}, got {number}")
-        return number
-
-    return parse
