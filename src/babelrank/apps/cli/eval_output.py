@@ -84,8 +84,7 @@ def _latency_line(latency: dict[str, dict[str, float]]) -> str:
 def report_text(result: dict[str, Any]) -> str:
     """One run's report (`EvalReport.as_dict`) as markdown: a header, one table row per query
     language and one for all, the spread across languages, latency and ingest figures."""
-    rows = {**result["per_language"], "all": {k: v for k, v in result.items() if not isinstance(v, dict)}}
-    ingest = result["ingest"]
+    rows = _language_rows(result)
     lines = [
         header(result),
         "",
@@ -93,19 +92,27 @@ def report_text(result: dict[str, Any]) -> str:
         "",
         *([_spread_line(result["language_spread"])] if "language_spread" in result else []),
         _latency_line(result["latency_ms"]),
-        f"ingest: {ingest['documents']} documents, {ingest['chunks']} chunks, {ingest['chunks_embedded']} embedded"
-        + (f" ({ingest['chunks_per_s']} chunks/s)" if ingest.get("chunks_per_s") else ""),
+        _ingest_line(result["ingest"]),
     ]
     return "\n".join(lines)
+
+
+def _language_rows(result: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """One table row per query language and one for all (the report's top-level figures)."""
+    return {**result["per_language"], "all": {k: v for k, v in result.items() if not isinstance(v, dict)}}
+
+
+def _ingest_line(ingest: dict[str, Any]) -> str:
+    return (f"ingest: {ingest['documents']} documents, {ingest['chunks']} chunks, {ingest['chunks_embedded']} embedded"
+            + (f" ({ingest['chunks_per_s']} chunks/s)" if ingest.get("chunks_per_s") else ""))
 
 
 def answerability_text(result: dict[str, Any]) -> str:
     """An answerability report (``eval xquad-unanswerable``) as markdown: a header, one row per
     query language and one for all, the same per article split, latency and ingest figures."""
-    rows = {**result["per_language"], "all": {k: v for k, v in result.items() if not isinstance(v, dict)}}
+    rows = _language_rows(result)
     split_rows = {f"{lang} · {name}": figures for name, split in result["splits"].items()
                   for lang, figures in {**split["per_language"], "all": split["all"]}.items()}
-    ingest = result["ingest"]
     removed = (f"{result['positions_removed']} of {result['positions']} paragraph positions removed "
                f"(share {result['removed']}, seed {result['seed']})") if result.get("positions") else "no positions"
     lines = [
@@ -117,7 +124,6 @@ def answerability_text(result: dict[str, Any]) -> str:
         *(["", markdown_table(split_rows, ANSWERABILITY_COLUMNS)] if split_rows else []),
         "",
         _latency_line(result["latency_ms"]),
-        f"ingest: {ingest['documents']} documents, {ingest['chunks']} chunks, {ingest['chunks_embedded']} embedded"
-        + (f" ({ingest['chunks_per_s']} chunks/s)" if ingest.get("chunks_per_s") else ""),
+        _ingest_line(result["ingest"]),
     ]
     return "\n".join(lines)
